@@ -1,0 +1,201 @@
+"""Constant tables of the transforms, built once in float64 and cached.
+
+For a grid, a degree limit lmax and a spin s, the transform needs per order m
+and ring theta_r:
+
+* the synthesis table  lambda^s_{lm}(theta_r) = (-1)^s sqrt((2l+1)/4pi) d^l_{m,-s}(theta_r)
+  (sY_lm = lambda^s_lm(theta) e^{i m phi}, McEwen-Wiaux / s2fft convention);
+* the analysis table, which is the synthesis table times the ring quadrature
+  weights when the grid's quadrature is exact at this lmax, and otherwise the
+  weighted least-squares inverse of the synthesis per order m (exact for
+  band-limited data; equal to the quadrature when that is exact).
+
+Layout: m is the leading (batch) axis so that the latitude step is one batched
+matmul with no transpose: tables are (M, rings, L) with L the degree axis.
+Two layouts exist:
+
+* 'real' (spin 0, real fields): m = 0..lmax only, and the grid's north/south
+  symmetry is used: rings of the northern half only, degrees split by parity
+  of l. Tables `even` (M, nh, lmax//2+1) and `odd` (M, nh, (lmax+1)//2).
+* 'complex' (any spin, complex fields): m = -lmax..lmax, all rings, all degrees:
+  (2 lmax + 1, nrings, lmax + 1).
+
+Tables are never flax parameters and never go into checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import threading
+
+import numpy as np
+
+from sphere_plugin import grids as grids_lib
+from sphere_plugin.sht import wigner
+
+_DEFAULT_BUDGET = 4 * 2**30
+_budget = _DEFAULT_BUDGET
+_lock = threading.Lock()
+
+
+def set_table_budget(nbytes: int | None) -> None:
+  """Sets the largest size in bytes one transform's float32 tables may take.
+
+  None restores the default (4 GiB).
+  """
+  global _budget
+  _budget = _DEFAULT_BUDGET if nbytes is None else int(nbytes)
+
+
+def get_table_budget() -> int:
+  """The current table budget in bytes (see set_table_budget)."""
+  return _budget
+
+
+def _needs_projection(grid: grids_lib.Grid, lmax: int) -> bool:
+  return (isinstance(grid, grids_lib.LatLonGrid)
+          and grid.exact_quadrature_lmax < lmax <= grid.lmax)
+
+
+def table_nbytes(grid: grids_lib.Grid, lmax: int, spin: int = 0,
+                 real: bool | None = None, itemsize: int = 4) -> int:
+  """Bytes the tables of one transform take on device.
+
+  Args:
+    grid: the grid.
+    lmax: degree limit.
+    spin: spin weight.
+    real: the real spin-0 layout (default: spin == 0).
+    itemsize: 4 for float32, 8 for float64.
+  """
+  grid = grids_lib.parse(grid)
+  nrings = len(grid.rings.theta)
+  real = (spin == 0) if real is None else real
+  n_tables = 2 if _needs_projection(grid, lmax) else 1
+  if real:
+    entries = (lmax + 1) * ((nrings + 1) // 2) * (lmax + 2)  # even + odd degrees
+  else:
+    entries = (2 * lmax + 1) * nrings * (lmax + 1)
+  return entries * itemsize * n_tables
+
+
+def _check_budget(grid, lmax, spin, real):
+  need = table_nbytes(grid, lmax, spin, real)
+  if need > _budget:
+    # Largest lmax that would fit, for the message.
+    lo = 0
+    hi = lmax
+    while lo < hi:
+      mid = (lo + hi + 1) // 2
+      if table_nbytes(grid, mid, spin, real) <= _budget:
+        lo = mid
+      else:
+        hi = mid - 1
+    raise MemoryError(
+        f'transform tables for {grid} at lmax {lmax}, spin {spin} need '
+        f'{need / 2**30:.2f} GiB (budget {_budget / 2**30:.2f} GiB); raise '
+        f'sphere_plugin.sht.set_table_budget() or use lmax <= {lo}.')
+
+
+@dataclasses.dataclass(frozen=True)
+class Tables:
+  """Float64 tables of one transform (see module docstring for layouts).
+
+  Attributes:
+    real: whether this is the real spin-0 symmetric layout.
+    ms: orders m, shape (M,).
+    synth: synthesis tables: for 'real' a pair (even, odd), each
+      (M, nh, Lpar); for 'complex' one array (M, nrings, lmax+1).
+    analysis: analysis tables of the same layout, or None when the analysis is
+      `synth` times `ring_weight` (exact quadrature).
+    ring_weight: quadrature weight per ring used with `synth` for analysis,
+      shape (nrings,) or (nh,) for the real layout (equator ring weight kept).
+  """
+  real: bool
+  ms: np.ndarray
+  synth: tuple[np.ndarray, ...]
+  analysis: tuple[np.ndarray, ...] | None
+  ring_weight: np.ndarray
+
+  @property
+  def nbytes(self) -> int:
+    """Bytes of all tables at float64."""
+    n = sum(t.nbytes for t in self.synth)
+    if self.analysis is not None:
+      n += sum(t.nbytes for t in self.analysis)
+    return n
+
+
+def synthesis_matrix(grid: grids_lib.Grid, lmax: int, spin: int, ms) -> np.ndarray:
+  """lambda^s_{lm}(theta_r) for the grid's rings.
+
+  Returns:
+    float64 array (len(ms), nrings, lmax+1), zero where l < max(|m|, |s|).
+  """
+  theta = grid.rings.theta
+  d = wigner.wigner_d(lmax, ms, [-spin], theta)[:, :, 0, :]  # (M, L, R)
+  ell = np.arange(lmax + 1)
+  norm = (-1.0) ** spin * np.sqrt((2 * ell + 1) / (4 * np.pi))
+  return np.ascontiguousarray(np.transpose(d * norm[None, :, None], (0, 2, 1)))
+
+
+def _projection(synth: np.ndarray, weight: np.ndarray, ms, spin: int) -> np.ndarray:
+  """Weighted least-squares analysis operator per order m.
+
+  For each m, with S (R, L) the synthesis restricted to valid degrees, returns
+  A (R, L) such that a = F @ A solves min ||sqrt(w) (S a - F)||, i.e.
+  A = diag(w) S (S^T diag(w) S)^{-1}. When the quadrature is exact,
+  S^T diag(w) S = I and A = diag(w) S.
+  """
+  out = np.zeros_like(synth)
+  sw = np.sqrt(weight)[:, None]
+  for i, m in enumerate(ms):
+    l0 = max(abs(int(m)), abs(spin))
+    if l0 >= synth.shape[2]:
+      continue
+    s = synth[i, :, l0:]
+    q, r = np.linalg.qr(sw * s)
+    # A = diag(sqrt w) Q R^{-T}.
+    out[i, :, l0:] = sw * np.linalg.solve(r, q.T).T
+  return out
+
+
+@functools.lru_cache(maxsize=64)
+def _build(grid: grids_lib.Grid, lmax: int, spin: int, real: bool) -> Tables:
+  rings = grid.rings
+  nrings = len(rings.theta)
+  weight = rings.weight
+  # Beyond grid.lmax only synthesis is defined (forward refuses such lmax).
+  project = _needs_projection(grid, lmax) and lmax <= grid.lmax
+  if real:
+    ms = np.arange(lmax + 1)
+    nh = (nrings + 1) // 2
+    synth_full = synthesis_matrix(grid, lmax, 0, ms)  # (M, R, L)
+    analysis_full = _projection(synth_full, weight, ms, 0) if project else None
+    # Northern half rings; the equator ring (odd nrings) is counted once.
+    def split(t):
+      half = t[:, :nh, :]
+      return (np.ascontiguousarray(half[:, :, 0::2]),
+              np.ascontiguousarray(half[:, :, 1::2]))
+    synth = split(synth_full)
+    analysis = split(analysis_full) if project else None
+    ring_weight = weight[:nh].copy()
+  else:
+    ms = np.arange(-lmax, lmax + 1)
+    synth_full = synthesis_matrix(grid, lmax, spin, ms)
+    synth = (synth_full,)
+    analysis = (_projection(synth_full, weight, ms, spin),) if project else None
+    ring_weight = weight.copy()
+  return Tables(real=real, ms=ms, synth=synth, analysis=analysis,
+                ring_weight=ring_weight)
+
+
+def get_tables(grid: grids_lib.Grid, lmax: int, spin: int, real: bool) -> Tables:
+  """Cached float64 tables for (grid, lmax, spin, layout); checks the budget."""
+  grid = grids_lib.parse(grid)
+  if real and spin != 0:
+    raise ValueError('the real layout exists for spin 0 only')
+  _check_budget(grid, lmax, spin, real)
+  with _lock:
+    return _build(grid, int(lmax), int(spin), bool(real))
