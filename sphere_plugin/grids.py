@@ -345,7 +345,8 @@ def parse(text: str | Grid) -> Grid:
   kind, a, b = match.group(1), int(match.group(2)), match.group(3)
   if kind == 'healpix':
     if b is not None:
-      raise ValueError(f'healpix takes one number (nside), got {text!r}')
+      raise ValueError(f'healpix takes one number (nside), got {text!r}; '
+                       f'expected {forms}')
     return HealpixGrid(a)
   if kind not in LATLON_KINDS:
     raise ValueError(f'unknown grid kind {kind!r} in {text!r}; expected {forms}')
@@ -536,11 +537,13 @@ def _detect_latlon(lat: np.ndarray, lon: np.ndarray) -> LatLonGrid:
           f'with spacing {spacing:.6g} ({order})')
   # Tolerance: coordinates are often stored in float32.
   tol = max(1e-4, 1e-5 * 180)
-  kind = None
+  # The closest candidate within tolerance (Gaussian and equiangular latitudes
+  # come within 0.02 degrees of each other at a few thousand latitudes).
+  kind, best = None, np.inf
   for k, ref in _latlon_candidates(nlat):
-    if np.max(np.abs(lat_sorted - ref)) < tol * (10 if k == 'gaussian' else 1):
-      kind = k
-      break
+    dev = np.max(np.abs(lat_sorted - ref))
+    if dev < tol * (10 if k == 'gaussian' else 1) and dev < best:
+      kind, best = k, dev
   if kind is None:
     raise ValueError(f'{desc}: this is not a global Gaussian, equiangular or '
                      'equiangular_with_poles latitude set')
@@ -549,7 +552,12 @@ def _detect_latlon(lat: np.ndarray, lon: np.ndarray) -> LatLonGrid:
   lon_mod = np.mod(lon, 360.0)
   expected_step = 360.0 / nlon if nlon else float('nan')
   steps = np.mod(np.diff(lon), 360.0)
+  # The step from the last longitude back round to the first must be one step
+  # too; otherwise per-step errors below the tolerance add up (1439 points
+  # 0.25 degrees apart would pass as 1439 points 360/1439 apart).
+  wrap = np.mod(lon[0] - lon[-1] - expected_step + 180.0, 360.0) - 180.0 if nlon else 0.0
   ok = (nlon >= 1 and np.all(np.abs(steps - expected_step) < 1e-3)
+        and abs(wrap) < 1e-3
         and np.min(np.minimum(lon_mod, 360 - lon_mod)) < 1e-3)
   if not ok:
     step_desc = (f'spacing {np.mean(steps):.6g}' if nlon > 1 else 'one point')

@@ -15,3 +15,5 @@ from sphere_plugin.sht.transforms import clear_cache
 from sphere_plugin.sht.transforms import default_n_iter
 from sphere_plugin.sht.transforms import forward
 from sphere_plugin.sht.transforms import inverse
+from sphere_plugin.sht.vectors import spin_to_vector
+from sphere_plugin.sht.vectors import vector_to_spin

@@ -71,7 +71,7 @@ def _latlon_analysis(x, grid, ms, real, method):
     f = jnp.fft.rfft(x, axis=-2)
     return f[:, :len(ms)] / nlon
   f = jnp.fft.fft(x, axis=-2)
-  return f[:, np.mod(np.asarray(ms), nlon)] / nlon
+  return f[:, np.mod(np.asarray(ms), nlon).astype(np.int32)] / nlon
 
 
 def _latlon_synthesis(g, grid, ms, real, method):
@@ -93,7 +93,7 @@ def _latlon_synthesis(g, grid, ms, real, method):
     g = jnp.pad(g, ((0, 0), (0, nbins - len(ms)), (0, 0)))
     return jnp.fft.irfft(g * nlon, n=nlon, axis=-2)
   bins = jnp.zeros((g.shape[0], nlon, g.shape[2]), g.dtype)
-  bins = bins.at[:, np.mod(ms, nlon)].set(g)
+  bins = bins.at[:, np.mod(ms, nlon).astype(np.int32)].set(g)
   return jnp.fft.ifft(bins, axis=-2) * nlon
 
 
@@ -121,9 +121,9 @@ def _healpix_analysis(x, grid, ms, real):
   out = []
   order = []
   for ring_ids, n in groups:
-    pix = (rings.offset[ring_ids][:, None] + np.arange(n)[None, :])  # (ng, n)
+    pix = (rings.offset[ring_ids][:, None] + np.arange(n)[None, :]).astype(np.int32)
     xs = x[:, pix]  # (B, ng, n)
-    k = np.mod(ms, n)
+    k = np.mod(ms, n).astype(np.int32)
     if real:
       spec = jnp.fft.rfft(xs, axis=-1)
       flip = k > n // 2
@@ -138,7 +138,7 @@ def _healpix_analysis(x, grid, ms, real):
     order.append(ring_ids)
   del parts
   f = jnp.concatenate(out, axis=1)  # (B, nr, M) in group order
-  perm = np.argsort(np.concatenate(order))
+  perm = np.argsort(np.concatenate(order)).astype(np.int32)
   return jnp.transpose(f[:, perm], (0, 2, 1))
 
 
@@ -153,7 +153,7 @@ def _healpix_synthesis(g, grid, ms, real):
     phase = np.exp(1j * np.outer(ms, rings.phi0[ring_ids])) * c[:, None]  # (M, ng)
     vals = g[:, :, ring_ids] * jnp.asarray(phase, dtype=g.dtype)  # (B, M, ng)
     bins = jnp.zeros((g.shape[0], len(ring_ids), n), g.dtype)
-    bins = bins.at[:, :, np.mod(ms, n)].add(jnp.transpose(vals, (0, 2, 1)))
+    bins = bins.at[:, :, np.mod(ms, n).astype(np.int32)].add(jnp.transpose(vals, (0, 2, 1)))
     xs = jnp.fft.ifft(bins, axis=-1) * n
     if real:
       xs = xs.real

@@ -30,6 +30,7 @@ import functools
 import threading
 
 import numpy as np
+import threadpoolctl
 
 from sphere_plugin import grids as grids_lib
 from sphere_plugin.sht import wigner
@@ -72,7 +73,7 @@ def table_nbytes(grid: grids_lib.Grid, lmax: int, spin: int = 0,
   grid = grids_lib.parse(grid)
   nrings = len(grid.rings.theta)
   real = (spin == 0) if real is None else real
-  n_tables = 2 if _needs_projection(grid, lmax) else 1
+  n_tables = 2  # synthesis and analysis
   if real:
     entries = (lmax + 1) * ((nrings + 1) // 2) * (lmax + 2)  # even + odd degrees
   else:
@@ -107,24 +108,18 @@ class Tables:
     ms: orders m, shape (M,).
     synth: synthesis tables: for 'real' a pair (even, odd), each
       (M, nh, Lpar); for 'complex' one array (M, nrings, lmax+1).
-    analysis: analysis tables of the same layout, or None when the analysis is
-      `synth` times `ring_weight` (exact quadrature).
-    ring_weight: quadrature weight per ring used with `synth` for analysis,
-      shape (nrings,) or (nh,) for the real layout (equator ring weight kept).
+    analysis: analysis tables of the same layout: `synth` times the ring
+      weights when the quadrature is exact, else the least-squares inverse.
   """
   real: bool
   ms: np.ndarray
   synth: tuple[np.ndarray, ...]
-  analysis: tuple[np.ndarray, ...] | None
-  ring_weight: np.ndarray
+  analysis: tuple[np.ndarray, ...]
 
   @property
   def nbytes(self) -> int:
     """Bytes of all tables at float64."""
-    n = sum(t.nbytes for t in self.synth)
-    if self.analysis is not None:
-      n += sum(t.nbytes for t in self.analysis)
-    return n
+    return sum(t.nbytes for t in self.synth + self.analysis)
 
 
 def synthesis_matrix(grid: grids_lib.Grid, lmax: int, spin: int, ms) -> np.ndarray:
@@ -150,6 +145,14 @@ def _projection(synth: np.ndarray, weight: np.ndarray, ms, spin: int) -> np.ndar
   """
   out = np.zeros_like(synth)
   sw = np.sqrt(weight)[:, None]
+  # Many small QRs: OpenBLAS threads only slow these down (100x when the
+  # cores are busy), so run them single-threaded.
+  with threadpoolctl.threadpool_limits(1, user_api='blas'):
+    _projection_loop(synth, sw, ms, spin, out)
+  return out
+
+
+def _projection_loop(synth, sw, ms, spin, out):
   for i, m in enumerate(ms):
     l0 = max(abs(int(m)), abs(spin))
     if l0 >= synth.shape[2]:
@@ -158,7 +161,6 @@ def _projection(synth: np.ndarray, weight: np.ndarray, ms, spin: int) -> np.ndar
     q, r = np.linalg.qr(sw * s)
     # A = diag(sqrt w) Q R^{-T}.
     out[i, :, l0:] = sw * np.linalg.solve(r, q.T).T
-  return out
 
 
 @functools.lru_cache(maxsize=64)
@@ -179,16 +181,14 @@ def _build(grid: grids_lib.Grid, lmax: int, spin: int, real: bool) -> Tables:
       return (np.ascontiguousarray(half[:, :, 0::2]),
               np.ascontiguousarray(half[:, :, 1::2]))
     synth = split(synth_full)
-    analysis = split(analysis_full) if project else None
-    ring_weight = weight[:nh].copy()
+    analysis = split(analysis_full if project else synth_full * weight[None, :, None])
   else:
     ms = np.arange(-lmax, lmax + 1)
     synth_full = synthesis_matrix(grid, lmax, spin, ms)
     synth = (synth_full,)
-    analysis = (_projection(synth_full, weight, ms, spin),) if project else None
-    ring_weight = weight.copy()
-  return Tables(real=real, ms=ms, synth=synth, analysis=analysis,
-                ring_weight=ring_weight)
+    analysis = ((_projection(synth_full, weight, ms, spin),) if project
+                else (synth_full * weight[None, :, None],))
+  return Tables(real=real, ms=ms, synth=synth, analysis=analysis)
 
 
 def get_tables(grid: grids_lib.Grid, lmax: int, spin: int, real: bool) -> Tables:

@@ -44,8 +44,7 @@ def _device_tables(grid, lmax, spin, real, dtype):
     conv = lambda ts: tuple(_concrete(a, dtype) for a in ts)
     hit = {
         'synth': conv(t.synth),
-        'analysis': None if t.analysis is None else conv(t.analysis),
-        'ring_weight': _concrete(t.ring_weight, dtype),
+        'analysis': conv(t.analysis),
     }
     _device_cache[key] = hit
   return hit
@@ -61,56 +60,47 @@ def clear_cache() -> None:
   _device_cache.clear()
 
 
-def _rmatmul(spec, z, t):
-  """einsum(spec, z, t) for complex z and real t, without promoting t to complex."""
-  zz = jnp.stack([z.real, z.imag])
-  out = jnp.einsum('c' + spec.split(',')[0] + ',' + spec.split(',')[1].split('->')[0]
-                   + '->c' + spec.split('->')[1], zz, t,
-                   precision=jax.lax.Precision.HIGHEST)
-  return jax.lax.complex(out[0], out[1])
+def _to_mreal(f):
+  """complex (B, M, R) -> real (M, 2B, R): m leading, [real; imag] stacked on B."""
+  fm = jnp.transpose(f, (1, 0, 2))
+  return jnp.concatenate([fm.real, fm.imag], axis=1)
 
 
-def _mirror(f, nrings):
-  """Rings r and nrings-1-r: (north half, mirrored south half), each (..., nh)."""
-  nh = (nrings + 1) // 2
-  north = f[..., :nh]
-  south = jnp.flip(f[..., nrings - nh:], axis=-1)
-  if nrings % 2:
-    south = south.at[..., -1].set(0)  # the equator ring counts once
-  return north, south
+def _from_mreal(y):
+  """real (M, 2B, K) -> complex (B, K, M)."""
+  b = y.shape[1] // 2
+  z = jax.lax.complex(y[:, :b], y[:, b:])
+  return jnp.transpose(z, (1, 2, 0))
+
+
+def _mm(spec, x, t):
+  return jnp.einsum(spec, x, t, precision=jax.lax.Precision.HIGHEST)
 
 
 def _legendre_forward(f, tabs, real, lmax, nrings):
   """Ring coefficients F (B, M, R) -> a (B, lmax+1, 2 lmax+1)."""
   analysis = tabs['analysis']
-  if analysis is None:
-    analysis = tabs['synth']
-    weighted = True
-  else:
-    weighted = False
+  x = _to_mreal(f)  # (M, 2B, R)
   if real:
-    north, south = _mirror(f, nrings)
+    nh = (nrings + 1) // 2
+    north = x[..., :nh]
+    south = jnp.flip(x[..., nrings - nh:], axis=-1)
+    if nrings % 2:
+      south = south.at[..., -1].set(0)  # the equator ring counts once
     ms = np.arange(lmax + 1)
-    m_even = jnp.asarray((ms % 2 == 0)[None, :, None])
+    m_even = jnp.asarray((ms % 2 == 0)[:, None, None])
     s, d = north + south, north - south
-    x_even_l = jnp.where(m_even, s, d)  # l + m even <=> use the sum
-    x_odd_l = jnp.where(m_even, d, s)
-    if weighted:
-      w = tabs['ring_weight']
-      x_even_l, x_odd_l = x_even_l * w, x_odd_l * w
-    a_e = _rmatmul('bmr,mrk->bmk', x_even_l, analysis[0])
-    a_o = _rmatmul('bmr,mrk->bmk', x_odd_l, analysis[1])
+    # Degree l has parity (-1)^(l+m) under theta -> pi - theta.
+    a_e = _mm('mbr,mrk->mbk', jnp.where(m_even, s, d), analysis[0])
+    a_o = _mm('mbr,mrk->mbk', jnp.where(m_even, d, s), analysis[1])
     if a_o.shape[-1] < a_e.shape[-1]:
       a_o = jnp.pad(a_o, ((0, 0), (0, 0), (0, 1)))
-    a = jnp.stack([a_e, a_o], axis=-1).reshape(a_e.shape[:2] + (-1,))[..., :lmax + 1]
-    a = jnp.transpose(a, (0, 2, 1))  # (B, L, M>=0)
-    sign = jnp.asarray((-1.0) ** ms[1:], dtype=a.real.dtype)
+    y = jnp.stack([a_e, a_o], axis=-1).reshape(a_e.shape[:2] + (-1,))[..., :lmax + 1]
+    a = _from_mreal(y)  # (B, L, M>=0)
+    sign = jnp.asarray((-1.0) ** ms[1:], dtype=y.dtype)
     neg = jnp.flip(jnp.conj(a[..., 1:]) * sign, axis=-1)
     return jnp.concatenate([neg, a], axis=-1)
-  if weighted:
-    f = f * tabs['ring_weight']
-  a = _rmatmul('bmr,mrl->bml', f, analysis[0])
-  return jnp.transpose(a, (0, 2, 1))
+  return _from_mreal(_mm('mbr,mrl->mbl', x, analysis[0]))
 
 
 def _legendre_inverse(a, tabs, real, lmax, nrings):
@@ -122,15 +112,17 @@ def _legendre_inverse(a, tabs, real, lmax, nrings):
     pos = a[..., lmax:]
     neg = jnp.flip(a[..., :lmax + 1], axis=-1)
     a = 0.5 * (pos + sign * jnp.conj(neg))  # Hermitian part: Re of the field
-    a = jnp.transpose(a, (0, 2, 1))  # (B, M, L)
-    e = _rmatmul('bmk,mrk->bmr', a[..., 0::2], synth[0])
-    o = _rmatmul('bmk,mrk->bmr', a[..., 1::2], synth[1])
+    y = _to_mreal(jnp.transpose(a, (0, 2, 1)))  # (M, 2B, L)
+    e = _mm('mbk,mrk->mbr', y[..., 0::2], synth[0])
+    o = _mm('mbk,mrk->mbr', y[..., 1::2], synth[1])
     north = e + o
-    south = (e - o) * sign[None, :, None]
+    south = (e - o) * sign[:, None, None]
     nh = north.shape[-1]
-    return jnp.concatenate([north, jnp.flip(south[..., :nrings - nh], axis=-1)], axis=-1)
-  a = jnp.transpose(a, (0, 2, 1))
-  return _rmatmul('bml,mrl->bmr', a, synth[0])
+    g = jnp.concatenate([north, jnp.flip(south[..., :nrings - nh], axis=-1)], axis=-1)
+  else:
+    g = _mm('mbl,mrl->mbr', _to_mreal(jnp.transpose(a, (0, 2, 1))), synth[0])
+  b = g.shape[1] // 2
+  return jnp.transpose(jax.lax.complex(g[:, :b], g[:, b:]), (1, 0, 2))
 
 
 def _complex_dtype(real_dtype):
