@@ -103,12 +103,12 @@ def _real_dtype(x):
 
 @functools.lru_cache(maxsize=32)
 def _healpix_groups(nside: int):
-  """Ring groups of equal length: list of (ring indices, nphi), belt first."""
+  """Rings of equal length, belt first: [(ring indices int32, nphi)], and Rings."""
   rings = grids_lib.HealpixGrid(nside).rings
   nr = len(rings.theta)
-  groups = [(np.arange(nside - 1, 3 * nside), 4 * nside)]
+  groups = [(np.arange(nside - 1, 3 * nside, dtype=np.int32), 4 * nside)]
   for i in range(1, nside):
-    groups.append((np.array([i - 1, nr - i]), 4 * i))
+    groups.append((np.array([i - 1, nr - i], dtype=np.int32), 4 * i))
   return groups, rings
 
 
@@ -116,10 +116,7 @@ def _healpix_analysis(x, grid, ms, real):
   """x (B, npix) -> F (B, M, nrings)."""
   groups, rings = _healpix_groups(grid.nside)
   ms = np.asarray(ms)
-  nr = len(rings.theta)
-  parts = [None] * nr
   out = []
-  order = []
   for ring_ids, n in groups:
     pix = (rings.offset[ring_ids][:, None] + np.arange(n)[None, :]).astype(np.int32)
     xs = x[:, pix]  # (B, ng, n)
@@ -127,18 +124,14 @@ def _healpix_analysis(x, grid, ms, real):
     if real:
       spec = jnp.fft.rfft(xs, axis=-1)
       flip = k > n // 2
-      kk = np.where(flip, n - k, k)
-      f = spec[..., kk]
+      f = spec[..., np.where(flip, n - k, k).astype(np.int32)]
       f = jnp.where(flip, jnp.conj(f), f)
     else:
       f = jnp.fft.fft(xs, axis=-1)[..., k]
     phase = np.exp(-1j * np.outer(rings.phi0[ring_ids], ms)) / n  # (ng, M)
-    f = f * jnp.asarray(phase, dtype=f.dtype)
-    out.append(f)
-    order.append(ring_ids)
-  del parts
-  f = jnp.concatenate(out, axis=1)  # (B, nr, M) in group order
-  perm = np.argsort(np.concatenate(order)).astype(np.int32)
+    out.append(f * jnp.asarray(phase, dtype=f.dtype))
+  f = jnp.concatenate(out, axis=1)  # (B, nrings, M) in group order
+  perm = np.argsort(np.concatenate([ids for ids, _ in groups])).astype(np.int32)
   return jnp.transpose(f[:, perm], (0, 2, 1))
 
 
@@ -146,27 +139,21 @@ def _healpix_synthesis(g, grid, ms, real):
   """G (B, M, nrings) -> x (B, npix)."""
   groups, rings = _healpix_groups(grid.nside)
   ms = np.asarray(ms)
-  out = []
-  order = []
   c = np.where(ms == 0, 1.0, 2.0) if real else np.ones(len(ms))
+  blocks = []
   for ring_ids, n in groups:
     phase = np.exp(1j * np.outer(ms, rings.phi0[ring_ids])) * c[:, None]  # (M, ng)
     vals = g[:, :, ring_ids] * jnp.asarray(phase, dtype=g.dtype)  # (B, M, ng)
     bins = jnp.zeros((g.shape[0], len(ring_ids), n), g.dtype)
     bins = bins.at[:, :, np.mod(ms, n).astype(np.int32)].add(jnp.transpose(vals, (0, 2, 1)))
-    xs = jnp.fft.ifft(bins, axis=-1) * n
+    xs = jnp.fft.ifft(bins, axis=-1) * n  # (B, ng, n)
     if real:
       xs = xs.real
-    out.append(xs.reshape(g.shape[0], -1))
-    order.append(rings.offset[ring_ids])
-  # Groups hold whole rings; put the pixel blocks in RING order.
-  blocks = []
-  for xs, ring_ids in zip(out, [grp[0] for grp in groups]):
-    n_per = xs.shape[1] // len(ring_ids)
-    for j, r in enumerate(ring_ids):
-      blocks.append((int(rings.offset[r]), xs[:, j * n_per:(j + 1) * n_per]))
+    if n == 4 * grid.nside:  # the belt: consecutive rings, one block
+      blocks.append((int(rings.offset[ring_ids[0]]), xs.reshape(g.shape[0], -1)))
+    else:
+      blocks.extend((int(rings.offset[r]), xs[:, j]) for j, r in enumerate(ring_ids))
   blocks.sort(key=lambda b: b[0])
-  # Belt rings are contiguous: merge consecutive blocks cheaply by concatenation.
   return jnp.concatenate([b for _, b in blocks], axis=1)
 
 
