@@ -54,47 +54,70 @@ def _dft_matrices(nlon: int, ms: tuple[int, ...]) -> tuple[np.ndarray, np.ndarra
   return np.cos(arg), np.sin(arg)
 
 
+def to_mreal(f):
+  """complex (B, M, R) -> real (M, 2B, R): m leading, [real; imag] stacked on B."""
+  fm = jnp.transpose(f, (1, 0, 2))
+  return jnp.concatenate([fm.real, fm.imag], axis=1)
+
+
+def from_mreal(y):
+  """real (M, 2B, R) -> complex (M, B, R)."""
+  b = y.shape[1] // 2
+  return jax.lax.complex(y[:, :b], y[:, b:])
+
+
 def _latlon_analysis(x, grid, ms, real, method):
-  """x (B, nlon, nlat) -> F (B, M, nlat)."""
+  """x (B, nlon, nlat) -> F as real (M, 2B, nlat) (see to_mreal)."""
   nlon = grid.nlon
   if method == 'matmul':
     cos, sin = (jnp.asarray(t, dtype=_real_dtype(x)) for t in _dft_matrices(nlon, tuple(ms)))
     if real:
-      fr = jnp.einsum('bkr,km->bmr', x, cos)
-      fi = -jnp.einsum('bkr,km->bmr', x, sin)
+      fr = jnp.einsum('bkr,km->mbr', x, cos)
+      fi = -jnp.einsum('bkr,km->mbr', x, sin)
     else:
       xr, xi = x.real, x.imag
-      fr = jnp.einsum('bkr,km->bmr', xr, cos) + jnp.einsum('bkr,km->bmr', xi, sin)
-      fi = jnp.einsum('bkr,km->bmr', xi, cos) - jnp.einsum('bkr,km->bmr', xr, sin)
-    return jax.lax.complex(fr, fi) / nlon
+      fr = jnp.einsum('bkr,km->mbr', xr, cos) + jnp.einsum('bkr,km->mbr', xi, sin)
+      fi = jnp.einsum('bkr,km->mbr', xi, cos) - jnp.einsum('bkr,km->mbr', xr, sin)
+    return jnp.concatenate([fr, fi], axis=1) / nlon
+  # FFT along a contiguous last axis: (nlat, B, nlon) is ~2x faster on CPU than
+  # transforming the middle axis in place.
+  xt = jnp.transpose(x, (2, 0, 1))
   if real:
-    f = jnp.fft.rfft(x, axis=-2)
-    return f[:, :len(ms)] / nlon
-  f = jnp.fft.fft(x, axis=-2)
-  return f[:, np.mod(np.asarray(ms), nlon).astype(np.int32)] / nlon
+    f = jnp.fft.rfft(xt, axis=-1)[..., :len(ms)]
+  else:
+    # ms = -lmax..lmax: negative orders sit at the end of the FFT output.
+    lmax = (len(ms) - 1) // 2
+    f = jnp.fft.fft(xt, axis=-1)
+    f = jnp.concatenate([f[..., nlon - lmax:], f[..., :lmax + 1]], axis=-1)
+  fm = jnp.transpose(f, (2, 1, 0)) / nlon  # (M, B, nlat)
+  return jnp.concatenate([fm.real, fm.imag], axis=1)
 
 
-def _latlon_synthesis(g, grid, ms, real, method):
-  """G (B, M, nlat) -> x (B, nlon, nlat)."""
+def _latlon_synthesis(y, grid, ms, real, method):
+  """G as real (M, 2B, nlat) -> x (B, nlon, nlat)."""
   nlon = grid.nlon
   ms = np.asarray(ms)
+  b = y.shape[1] // 2
   if method == 'matmul':
-    cos, sin = (jnp.asarray(t, dtype=g.real.dtype) for t in _dft_matrices(nlon, tuple(ms)))
-    gr, gi = g.real, g.imag
+    cos, sin = (jnp.asarray(t, dtype=y.dtype) for t in _dft_matrices(nlon, tuple(ms)))
+    gr, gi = y[:, :b], y[:, b:]
     if real:
-      c = jnp.asarray(np.where(ms == 0, 1.0, 2.0), dtype=gr.dtype)[None, :, None]
-      return (jnp.einsum('bmr,km->bkr', gr * c, cos)
-              - jnp.einsum('bmr,km->bkr', gi * c, sin))
-    xr = jnp.einsum('bmr,km->bkr', gr, cos) - jnp.einsum('bmr,km->bkr', gi, sin)
-    xi = jnp.einsum('bmr,km->bkr', gr, sin) + jnp.einsum('bmr,km->bkr', gi, cos)
+      c = jnp.asarray(np.where(ms == 0, 1.0, 2.0), dtype=y.dtype)[:, None, None]
+      return (jnp.einsum('mbr,km->bkr', gr * c, cos)
+              - jnp.einsum('mbr,km->bkr', gi * c, sin))
+    xr = jnp.einsum('mbr,km->bkr', gr, cos) - jnp.einsum('mbr,km->bkr', gi, sin)
+    xi = jnp.einsum('mbr,km->bkr', gr, sin) + jnp.einsum('mbr,km->bkr', gi, cos)
     return jax.lax.complex(xr, xi)
   if real:
-    nbins = nlon // 2 + 1
-    g = jnp.pad(g, ((0, 0), (0, nbins - len(ms)), (0, 0)))
-    return jnp.fft.irfft(g * nlon, n=nlon, axis=-2)
-  bins = jnp.zeros((g.shape[0], nlon, g.shape[2]), g.dtype)
-  bins = bins.at[:, np.mod(ms, nlon).astype(np.int32)].set(g)
-  return jnp.fft.ifft(bins, axis=-2) * nlon
+    g = jnp.transpose(from_mreal(y), (1, 0, 2)) * nlon  # (B, M, nlat)
+    g = jnp.pad(g, ((0, 0), (0, nlon // 2 + 1 - len(ms)), (0, 0)))
+    return jnp.fft.irfft(g, n=nlon, axis=-2)
+  # Complex: inverse FFT along a contiguous last axis (B, nlat, nlon), then swap.
+  g = jnp.transpose(from_mreal(y), (1, 2, 0)) * nlon  # (B, nlat, M)
+  lmax = (len(ms) - 1) // 2  # ms = -lmax..lmax; bins 0..lmax, then negatives
+  zeros = jnp.zeros(g.shape[:2] + (nlon - 2 * lmax - 1,), g.dtype)
+  bins = jnp.concatenate([g[..., lmax:], zeros, g[..., :lmax]], axis=-1)
+  return jnp.swapaxes(jnp.fft.ifft(bins, axis=-1), -1, -2)
 
 
 def _real_dtype(x):
@@ -168,10 +191,11 @@ def analysis(x, grid, ms, real, method=None):
     method: longitude method for lat-lon grids (see set_longitude_method).
 
   Returns:
-    complex (B, M, nrings).
+    real (M, 2B, nrings): F_m(ring) with real parts in [:, :B], imaginary
+    parts in [:, B:] (the layout of the latitude-step matmuls).
   """
   if isinstance(grid, grids_lib.HealpixGrid):
-    return _healpix_analysis(x, grid, ms, real)
+    return to_mreal(_healpix_analysis(x, grid, ms, real))
   return _latlon_analysis(x, grid, ms, real, resolve_longitude_method(method))
 
 
@@ -179,7 +203,8 @@ def synthesis(g, grid, ms, real, method=None):
   """Ring Fourier synthesis, the inverse of `analysis` for band-limited rings.
 
   Args:
-    g: complex (B, M, nrings) coefficients G_m(ring) for the orders `ms`.
+    g: real (M, 2B, nrings), coefficients G_m(ring) for the orders `ms` in
+      the layout `analysis` returns.
     grid: the grid.
     ms: orders, shape (M,); when `real`, ms = 0..lmax and the field is
       Re(sum_m c_m G_m e^{i m phi}) with c_0 = 1, c_m = 2 (a real field).
@@ -190,5 +215,5 @@ def synthesis(g, grid, ms, real, method=None):
     (B, *grid.shape), real or complex.
   """
   if isinstance(grid, grids_lib.HealpixGrid):
-    return _healpix_synthesis(g, grid, ms, real)
+    return _healpix_synthesis(jnp.transpose(from_mreal(g), (1, 0, 2)), grid, ms, real)
   return _latlon_synthesis(g, grid, ms, real, resolve_longitude_method(method))

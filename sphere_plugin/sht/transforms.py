@@ -35,17 +35,51 @@ from sphere_plugin.sht import tables as tables_lib
 _device_cache: dict = {}
 
 
+def _m_blocks(lmax, spin, real):
+  """Contiguous ranges of the m axis, grouped by |m| bands, with each band's l0.
+
+  Degrees l < max(|m|, |s|) are zero in every table, so a band of orders whose
+  smallest |m| is m0 only needs degrees l >= max(m0, |s|): cutting the m axis
+  into ~8 bands skips ~40% of the zeros in the (l, m) triangle.
+
+  Returns:
+    list of (i0, i1, l0): table rows [i0, i1) need degrees l >= l0.
+  """
+  width = max(8, -(-(lmax + 1) // 8))
+  bands = list(range(0, lmax + 1, width)) + [lmax + 1]
+  blocks = []
+  for lo, hi in zip(bands[:-1], bands[1:]):
+    l0 = max(lo, abs(spin))
+    if real:
+      blocks.append((lo, hi, l0))
+    elif lo == 0:
+      blocks.append((lmax - hi + 1, lmax + hi, l0))
+    else:
+      blocks.append((lmax - hi + 1, lmax - lo + 1, l0))
+      blocks.append((lmax + lo, lmax + hi, l0))
+  return sorted(blocks)
+
+
+@functools.lru_cache(maxsize=None)
+def _block_layout(lmax, spin, real):
+  """Per table (parity): tuple of static (i0, i1, k0) for the m blocks."""
+  ell = np.arange(lmax + 1)
+  degrees = (ell[0::2], ell[1::2]) if real else (ell,)
+  return tuple(tuple((i0, i1, int(np.searchsorted(d, l0)))
+                     for i0, i1, l0 in _m_blocks(lmax, spin, real)) for d in degrees)
+
+
 def _device_tables(grid, lmax, spin, real, dtype):
+  """Device tables, each split into m blocks (arrays only: jit arguments)."""
   key = (grid, lmax, spin, real, np.dtype(dtype).name)
   hit = _device_cache.get(key)
   if hit is None:
     t = tables_lib.get_tables(grid, lmax, spin, real)
-    # Concrete device arrays even when first asked for inside a jit trace.
-    conv = lambda ts: tuple(_concrete(a, dtype) for a in ts)
-    hit = {
-        'synth': conv(t.synth),
-        'analysis': conv(t.analysis),
-    }
+    layout = _block_layout(lmax, spin, real)
+    conv = lambda ts: tuple(
+        tuple(_concrete(a[i0:i1, :, k0:], dtype) for i0, i1, k0 in lay)
+        for a, lay in zip(ts, layout))
+    hit = {'synth': conv(t.synth), 'analysis': conv(t.analysis)}
     _device_cache[key] = hit
   return hit
 
@@ -60,27 +94,36 @@ def clear_cache() -> None:
   _device_cache.clear()
 
 
-def _to_mreal(f):
-  """complex (B, M, R) -> real (M, 2B, R): m leading, [real; imag] stacked on B."""
-  fm = jnp.transpose(f, (1, 0, 2))
-  return jnp.concatenate([fm.real, fm.imag], axis=1)
-
-
 def _from_mreal(y):
   """real (M, 2B, K) -> complex (B, K, M)."""
-  b = y.shape[1] // 2
-  z = jax.lax.complex(y[:, :b], y[:, b:])
-  return jnp.transpose(z, (1, 2, 0))
+  return jnp.transpose(rings_lib.from_mreal(y), (1, 2, 0))
 
 
 def _mm(spec, x, t):
   return jnp.einsum(spec, x, t, precision=jax.lax.Precision.HIGHEST)
 
 
-def _legendre_forward(f, tabs, real, lmax, nrings):
-  """Ring coefficients F (B, M, R) -> a (B, lmax+1, 2 lmax+1)."""
+def _analysis_mm(x, tables, layout):
+  """x (M, 2B, R) -> (M, 2B, K) through blocked tables (see _m_blocks)."""
+  parts = []
+  for (i0, i1, k0), t in zip(layout, tables):
+    y = _mm('mbr,mrk->mbk', x[i0:i1], t)
+    parts.append(jnp.pad(y, ((0, 0), (0, 0), (k0, 0))))
+  return jnp.concatenate(parts, axis=0)
+
+
+def _synthesis_mm(y, tables, layout):
+  """y (M, 2B, K) -> (M, 2B, R) through blocked tables."""
+  return jnp.concatenate(
+      [_mm('mbk,mrk->mbr', y[i0:i1, :, k0:], t) for (i0, i1, k0), t in zip(layout, tables)],
+      axis=0)
+
+
+def _legendre_forward(f, tabs, real, lmax, nrings, spin):
+  """Ring coefficients F as real (M, 2B, R) -> a (B, lmax+1, 2 lmax+1)."""
   analysis = tabs['analysis']
-  x = _to_mreal(f)  # (M, 2B, R)
+  layout = _block_layout(lmax, spin, real)
+  x = f
   if real:
     nh = (nrings + 1) // 2
     north = x[..., :nh]
@@ -91,8 +134,8 @@ def _legendre_forward(f, tabs, real, lmax, nrings):
     m_even = jnp.asarray((ms % 2 == 0)[:, None, None])
     s, d = north + south, north - south
     # Degree l has parity (-1)^(l+m) under theta -> pi - theta.
-    a_e = _mm('mbr,mrk->mbk', jnp.where(m_even, s, d), analysis[0])
-    a_o = _mm('mbr,mrk->mbk', jnp.where(m_even, d, s), analysis[1])
+    a_e = _analysis_mm(jnp.where(m_even, s, d), analysis[0], layout[0])
+    a_o = _analysis_mm(jnp.where(m_even, d, s), analysis[1], layout[1])
     if a_o.shape[-1] < a_e.shape[-1]:
       a_o = jnp.pad(a_o, ((0, 0), (0, 0), (0, 1)))
     y = jnp.stack([a_e, a_o], axis=-1).reshape(a_e.shape[:2] + (-1,))[..., :lmax + 1]
@@ -100,29 +143,29 @@ def _legendre_forward(f, tabs, real, lmax, nrings):
     sign = jnp.asarray((-1.0) ** ms[1:], dtype=y.dtype)
     neg = jnp.flip(jnp.conj(a[..., 1:]) * sign, axis=-1)
     return jnp.concatenate([neg, a], axis=-1)
-  return _from_mreal(_mm('mbr,mrl->mbl', x, analysis[0]))
+  return _from_mreal(_analysis_mm(x, analysis[0], layout[0]))
 
 
-def _legendre_inverse(a, tabs, real, lmax, nrings):
-  """a (B, lmax+1, 2 lmax+1) -> ring coefficients G (B, M, R)."""
+def _legendre_inverse(a, tabs, real, lmax, nrings, spin):
+  """a (B, lmax+1, 2 lmax+1) -> ring coefficients G as real (M, 2B, R)."""
   synth = tabs['synth']
+  layout = _block_layout(lmax, spin, real)
   if real:
     ms = np.arange(lmax + 1)
     sign = jnp.asarray((-1.0) ** ms, dtype=a.real.dtype)
     pos = a[..., lmax:]
     neg = jnp.flip(a[..., :lmax + 1], axis=-1)
     a = 0.5 * (pos + sign * jnp.conj(neg))  # Hermitian part: Re of the field
-    y = _to_mreal(jnp.transpose(a, (0, 2, 1)))  # (M, 2B, L)
-    e = _mm('mbk,mrk->mbr', y[..., 0::2], synth[0])
-    o = _mm('mbk,mrk->mbr', y[..., 1::2], synth[1])
+    y = rings_lib.to_mreal(jnp.transpose(a, (0, 2, 1)))  # (M, 2B, L)
+    e = _synthesis_mm(y[..., 0::2], synth[0], layout[0])
+    o = _synthesis_mm(y[..., 1::2], synth[1], layout[1])
     north = e + o
     south = (e - o) * sign[:, None, None]
     nh = north.shape[-1]
     g = jnp.concatenate([north, jnp.flip(south[..., :nrings - nh], axis=-1)], axis=-1)
   else:
-    g = _mm('mbl,mrl->mbr', _to_mreal(jnp.transpose(a, (0, 2, 1))), synth[0])
-  b = g.shape[1] // 2
-  return jnp.transpose(jax.lax.complex(g[:, :b], g[:, b:]), (1, 0, 2))
+    g = _synthesis_mm(rings_lib.to_mreal(jnp.transpose(a, (0, 2, 1))), synth[0], layout[0])
+  return g
 
 
 def _complex_dtype(real_dtype):
@@ -137,7 +180,7 @@ def _forward_kernel(x, tabs, *, grid, lmax, spin, real, method, n_iter):
 
   def analyse(field):
     f = rings_lib.analysis(field, grid, ms, real, method)
-    return _legendre_forward(f, tabs, real, lmax, nrings)
+    return _legendre_forward(f, tabs, real, lmax, nrings, spin)
 
   b = analyse(x)
   if n_iter == 0:
@@ -148,7 +191,7 @@ def _forward_kernel(x, tabs, *, grid, lmax, spin, real, method, n_iter):
   # every Jacobi iterate (healpy's `iter`), so CG is never worse in the
   # energy norm, and converges about twice as fast here.
   def normal(p):
-    return analyse(_inverse_body(p, tabs, grid, lmax, real, method))
+    return analyse(_inverse_body(p, tabs, grid, lmax, spin, real, method))
 
   def dot(u, v):
     return jnp.sum((jnp.conj(u) * v).real, axis=(-2, -1), keepdims=True)
@@ -166,20 +209,19 @@ def _forward_kernel(x, tabs, *, grid, lmax, spin, real, method, n_iter):
     rs_new = dot(r, r)
     p = r + (rs_new / jnp.maximum(rs, tiny)) * p
     rs = rs_new
-  del spin
   return a
 
 
-def _inverse_body(a, tabs, grid, lmax, real, method):
+def _inverse_body(a, tabs, grid, lmax, spin, real, method):
   ms = np.arange(lmax + 1) if real else np.arange(-lmax, lmax + 1)
   nrings = len(grid.rings.theta)
-  g = _legendre_inverse(a, tabs, real, lmax, nrings)
+  g = _legendre_inverse(a, tabs, real, lmax, nrings, spin)
   return rings_lib.synthesis(g, grid, ms, real, method)
 
 
-@functools.partial(jax.jit, static_argnames=('grid', 'lmax', 'real', 'method'))
-def _inverse_kernel(a, tabs, *, grid, lmax, real, method):
-  return _inverse_body(a, tabs, grid, lmax, real, method)
+@functools.partial(jax.jit, static_argnames=('grid', 'lmax', 'spin', 'real', 'method'))
+def _inverse_kernel(a, tabs, *, grid, lmax, spin, real, method):
+  return _inverse_body(a, tabs, grid, lmax, spin, real, method)
 
 
 def _check_lmax(grid, lmax, what):
@@ -287,5 +329,6 @@ def inverse(coeffs, grid, spin: int = 0, *, real: bool | None = None,
   batch = coeffs.shape[:-2]
   cb = coeffs.reshape((-1,) + coeffs.shape[-2:])
   method = rings_lib.resolve_longitude_method(lon_method)
-  x = _inverse_kernel(cb, tabs, grid=grid, lmax=lmax, real=real, method=method)
+  x = _inverse_kernel(cb, tabs, grid=grid, lmax=lmax, spin=int(spin), real=real,
+                      method=method)
   return x.reshape(batch + x.shape[1:])

@@ -1,0 +1,456 @@
+"""Benchmark of sphere_plugin's spherical harmonic transforms against ducc0 and s2fft.
+
+Run from the repository root:
+
+  .venv/bin/python tools/benchmark.py                 # sizes 64,128,256; batches 1,64
+  .venv/bin/python tools/benchmark.py --quick         # sizes 32,64; batches 1,8 (~1 min)
+  .venv/bin/python tools/benchmark.py --sizes=128 --batches=1 --spins=0 \
+      --libraries=sphere_plugin,ducc0 --output=/tmp/bench.md
+
+What is timed. For each band-limit L (lmax = L - 1), spin s, batch size B and
+direction (forward = analysis, map -> coefficients; inverse = synthesis,
+coefficients -> map), in float32, on the Gauss-Legendre grid with L rings:
+
+* sphere_plugin: `sht.forward` / `sht.inverse` on `gaussian:(2L)x(L)` under
+  `jax.jit`, with `jax.block_until_ready`, after one warm-up call (so compile
+  time and table building are excluded). Spin 0 maps are real (the fast real
+  path), spin != 0 maps complex64; coefficients complex64 (B, L, 2L-1).
+* ducc0: `ducc0.sht.analysis_2d` (forward: the exact GL quadrature inverse of
+  synthesis, which is what our forward computes) and `ducc0.sht.synthesis_2d`
+  (inverse) with geometry='GL', ntheta=L, nphi=2L, nthreads=--ducc0_threads
+  (default 2). Inputs and outputs are float32 maps and complex64 alm (ducc0
+  accepts single precision). Spin 0 is one real map; spin s > 0 is the usual
+  2-component real map (the real and imaginary part of the spin field) with 2
+  alm sets (gradient/curl). ducc0 transforms one (or one 2-component) map per
+  call, so a batch is a Python loop over the maps writing into preallocated
+  output arrays (`map=` / `alm=`).
+* s2fft: `s2fft.precompute_transforms.spherical.forward` / `inverse` with
+  method='jax', sampling='gl', and the precomputed Wigner-d kernels of
+  `s2fft.precompute_transforms.construct.spin_spherical_kernel_jax` (built once
+  per (L, spin, direction), in float64 under `jax.enable_x64` -- s2fft's GL
+  weights do not converge in float32 -- then cast to float32; not timed), passed
+  as a jit argument. reality=True for spin 0 (real maps), complex64 otherwise.
+  Note that s2fft's GL grid has L rings x (2L-1) longitudes (ours and ducc0's
+  have 2L). A batch is `jax.vmap` of the single-map transform under one
+  `jax.jit`; batch 1 is the plain single-map call.
+
+Any library's case whose warm-up call plus --repeats + 1 runs would take more
+than --max_case_seconds (60 s; one probe run measures it, made only when the
+warm-up call, which includes compilation, is slow enough to make that possible)
+prints 'skipped (too slow)'. (A prediction from the batch-1 time overestimates
+badly: batched calls are matrix-matrix products and run 10-40x faster per map.)
+
+Every library gets its native layout (ours (B, 2L, L) longitude-major, ducc0
+(2, L, 2L) ring-major, s2fft (L, 2L-1)); no transposes are timed. Libraries are
+interleaved per configuration (one run of each library in turn, --repeats
+times) and the minimum over the repeats is reported, in milliseconds per call
+(per whole batch, not per map). A library that fails to import prints 'not
+installed' and its columns are left out.
+
+Columns of the table:
+  L           band-limit (lmax = L - 1); grid gaussian:(2L)x(L)
+  spin        spin weight s
+  batch       number of maps per call
+  dir         forward (analysis) or inverse (synthesis)
+  <lib> ms    minimum wall time of one call over --repeats runs, in ms
+  <lib>/ours  that library's time divided by sphere_plugin's: > 1 means
+              sphere_plugin is faster, < 1 slower
+
+After the table the tool prints the jit compile time of our forward at the
+largest L (trace + lower, and XLA compile, with JAX's caches cleared and the
+host tables already built) and the time to build the float64 transform tables
+(`sphere_plugin.sht.tables.get_tables`) from an empty cache, per (L, spin).
+Progress goes to stderr; the report to stdout (and to --output if given, as
+markdown).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import sys
+import time
+import traceback
+from typing import Callable
+
+from absl import app
+from absl import flags
+
+import numpy as np
+
+_SIZES = flags.DEFINE_string('sizes', '64,128,256', 'Comma-separated band-limits L (lmax = L - 1).')
+_BATCHES = flags.DEFINE_string('batches', '1,64', 'Comma-separated batch sizes.')
+_SPINS = flags.DEFINE_string('spins', '0,1', 'Comma-separated spin weights (>= 0).')
+_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed runs per library and case; the minimum is reported.')
+_LIBRARIES = flags.DEFINE_string('libraries', 'sphere_plugin,ducc0,s2fft',
+                                 'Comma-separated libraries among sphere_plugin, ducc0, s2fft.')
+_OUTPUT = flags.DEFINE_string('output', None, 'Optional path to write the report (markdown) to.')
+_QUICK = flags.DEFINE_bool('quick', False, 'Small run: sizes 32,64 and batches 1,8 (overrides '
+                           '--sizes and --batches).')
+_DUCC0_THREADS = flags.DEFINE_integer('ducc0_threads', 2, 'nthreads for ducc0.')
+_MAX_CASE_SECONDS = flags.DEFINE_float(
+    'max_case_seconds', 60.0, 'Skip a (library, case) whose warm-up plus repeats + 1 runs '
+    'would take longer than this (measured on one probe run when the warm-up is slow).')
+_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the random inputs.')
+
+OURS = 'sphere_plugin'
+KNOWN_LIBRARIES = ('sphere_plugin', 'ducc0', 's2fft')
+DIRECTIONS = ('forward', 'inverse')
+
+
+def log(msg: str) -> None:
+  print(msg, file=sys.stderr, flush=True)
+
+
+class Skip(Exception):
+  """A case a library does not run; the message goes into the table."""
+
+
+def _complex_normal(rng, shape):
+  return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+
+
+def _shape(batch, shape):
+  return shape if batch == 1 else (batch,) + shape
+
+
+# ----------------------------------------------------------------------------
+# Library adapters: `make` returns a zero-argument callable that runs one call
+# to completion (results ready), with its inputs already in place.
+
+
+class SpherePlugin:
+  name = 'sphere_plugin'
+
+  def __init__(self):
+    import jax  # pylint: disable=g-import-not-at-top
+    from sphere_plugin import grids, sht  # pylint: disable=g-import-not-at-top
+    self.jax, self.grids, self.sht = jax, grids, sht
+
+  def version(self):
+    import sphere_plugin  # pylint: disable=g-import-not-at-top
+    return getattr(sphere_plugin, '__version__', 'dev')
+
+  def grid(self, L):
+    return self.grids.parse(f'gaussian:{2 * L}x{L}')
+
+  def make(self, L, spin, batch, direction, rng):
+    jax, sht = self.jax, self.sht
+    grid, lmax = self.grid(L), L - 1
+    if direction == 'forward':
+      shape = _shape(batch, grid.shape)
+      x = (rng.standard_normal(shape).astype(np.float32) if spin == 0
+           else _complex_normal(rng, shape))
+      fn = jax.jit(lambda v: sht.forward(v, grid, lmax=lmax, spin=spin))
+    else:
+      x = _complex_normal(rng, _shape(batch, (L, 2 * L - 1)))
+      fn = jax.jit(lambda v: sht.inverse(v, grid, spin=spin))
+    x = jax.device_put(x)
+    return lambda: jax.block_until_ready(fn(x))
+
+
+class Ducc0:
+  name = 'ducc0'
+
+  def __init__(self):
+    import ducc0  # pylint: disable=g-import-not-at-top
+    self.ducc0 = ducc0
+
+  def version(self):
+    return self.ducc0.__version__
+
+  def make(self, L, spin, batch, direction, rng):
+    sht = self.ducc0.sht
+    lmax, nthreads = L - 1, _DUCC0_THREADS.value
+    ncomp = 1 if spin == 0 else 2
+    nalm = (lmax + 1) * (lmax + 2) // 2
+    kw = dict(spin=spin, lmax=lmax, geometry='GL', nthreads=nthreads)
+    if direction == 'forward':
+      maps = rng.standard_normal((batch, ncomp, L, 2 * L)).astype(np.float32)
+      out = np.zeros((batch, ncomp, nalm), np.complex64)
+
+      def run():
+        for i in range(batch):
+          sht.analysis_2d(map=maps[i], alm=out[i], **kw)
+        return out
+    else:
+      alm = _complex_normal(rng, (batch, ncomp, nalm))
+      alm[..., :lmax + 1].imag = 0  # m = 0 coefficients of real maps are real
+      out = np.zeros((batch, ncomp, L, 2 * L), np.float32)
+
+      def run():
+        for i in range(batch):
+          sht.synthesis_2d(alm=alm[i], map=out[i], ntheta=L, nphi=2 * L, **kw)
+        return out
+    return run
+
+
+class S2fft:
+  name = 's2fft'
+
+  def __init__(self):
+    import jax  # pylint: disable=g-import-not-at-top
+    import s2fft  # pylint: disable=g-import-not-at-top,unused-import
+    from s2fft.precompute_transforms import construct  # pylint: disable=g-import-not-at-top
+    from s2fft.precompute_transforms import spherical  # pylint: disable=g-import-not-at-top
+    self.jax, self.construct, self.spherical = jax, construct, spherical
+    self._kernels = {}
+
+  def version(self):
+    try:
+      from importlib import metadata  # pylint: disable=g-import-not-at-top
+      return metadata.version('s2fft')
+    except Exception:  # pylint: disable=broad-except
+      return '?'
+
+  def kernel(self, L, spin, forward):
+    key = (L, spin, forward)
+    if key not in self._kernels:
+      # Keep the kernels of one L only (they are O(L^3)).
+      self._kernels = {k: v for k, v in self._kernels.items() if k[0] == L}
+      t0 = time.perf_counter()
+      with self.jax.enable_x64(True):
+        k = self.construct.spin_spherical_kernel_jax(
+            L, spin, reality=(spin == 0), sampling='gl', forward=forward)
+        k = np.asarray(k, dtype=np.float32)
+      self._kernels[key] = self.jax.device_put(k)
+      log(f'    s2fft kernel L={L} spin={spin} {"forward" if forward else "inverse"} '
+          f'{k.shape} built in {time.perf_counter() - t0:.1f} s')
+    return self._kernels[key]
+
+  def make(self, L, spin, batch, direction, rng):
+    jax, spherical = self.jax, self.spherical
+    reality = spin == 0
+    forward = direction == 'forward'
+    kernel = self.kernel(L, spin, forward)
+    if forward:
+      shape = _shape(batch, (L, 2 * L - 1))
+      x = (rng.standard_normal(shape).astype(np.float32) if reality
+           else _complex_normal(rng, shape))
+      one = lambda f, k: spherical.forward(f, L, spin, kernel=k, sampling='gl',
+                                           reality=reality, method='jax')
+    else:
+      x = _complex_normal(rng, _shape(batch, (L, 2 * L - 1)))
+      one = lambda f, k: spherical.inverse(f, L, spin, kernel=k, sampling='gl',
+                                           reality=reality, method='jax')
+    fn = jax.jit(one if batch == 1 else jax.vmap(one, in_axes=(0, None)))
+    x = jax.device_put(x)
+    return lambda: jax.block_until_ready(fn(x, kernel))
+
+
+ADAPTERS = {'sphere_plugin': SpherePlugin, 'ducc0': Ducc0, 's2fft': S2fft}
+
+
+# ----------------------------------------------------------------------------
+
+
+def _ints(text):
+  return [int(t) for t in str(text).split(',') if t.strip()]
+
+
+def _fmt_ms(v):
+  if isinstance(v, str):
+    return v
+  if v >= 100:
+    return f'{v:.0f}'
+  if v >= 10:
+    return f'{v:.1f}'
+  if v >= 1:
+    return f'{v:.2f}'
+  return f'{v:.3f}'
+
+
+def _markdown_table(header, rows):
+  out = ['| ' + ' | '.join(header) + ' |',
+         '|' + '|'.join('---' for _ in header) + '|']
+  out += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]
+  return '\n'.join(out)
+
+
+def run_benchmark(libs, sizes, spins, batches, repeats, max_case_seconds, seed):
+  """Returns rows of (L, spin, batch, direction, {lib: ms or str}).
+
+  A (library, case) is skipped when its warm-up call plus repeats + 1 runs
+  (measured on one probe run, made only when the warm-up call alone suggests
+  the case may exceed the budget) would take more than max_case_seconds.
+  """
+  rng = np.random.default_rng(seed)
+  rows = []
+  cases = [(L, s, b, d) for L in sizes for s in spins for b in batches for d in DIRECTIONS]
+  for n, (L, spin, batch, direction) in enumerate(cases, 1):
+    log(f'[{n}/{len(cases)}] L={L} spin={spin} batch={batch} {direction}')
+    calls, result = {}, {}
+    for name, lib in libs.items():
+      try:
+        call = lib.make(L, spin, batch, direction, rng)
+        t0 = time.perf_counter()
+        call()  # warm-up: compiles, builds and uploads tables
+        t_warm = time.perf_counter() - t0
+        log(f'    {name}: warm-up {t_warm:.2f} s')
+        if t_warm * repeats > max_case_seconds:
+          # Possibly too slow: one probe run (compile is out of the way now).
+          t0 = time.perf_counter()
+          call()
+          t_probe = time.perf_counter() - t0
+          if t_warm + t_probe * (repeats + 1) > max_case_seconds:
+            raise Skip(f'skipped (too slow): warm-up {t_warm:.2f} s, {t_probe:.3f} s per call')
+        calls[name] = call
+      except Skip as e:
+        result[name] = 'skipped (too slow)'
+        log(f'    {name}: {e}')
+      except Exception as e:  # pylint: disable=broad-except
+        result[name] = f'error: {type(e).__name__}'
+        log(f'    {name}: error\n{traceback.format_exc()}')
+    best = {name: float('inf') for name in calls}
+    for _ in range(repeats):
+      for name, call in calls.items():  # interleaved: one run of each library in turn
+        t0 = time.perf_counter()
+        call()
+        best[name] = min(best[name], time.perf_counter() - t0)
+    for name in calls:
+      result[name] = best[name] * 1e3
+    log('    ' + ', '.join(f'{k} {_fmt_ms(v)}' + (' ms' if isinstance(v, float) else '')
+                          for k, v in result.items()))
+    rows.append((L, spin, batch, direction, result))
+    del calls
+    gc.collect()
+  return rows
+
+
+def compile_times(ours, L, spins, batches, rng):
+  """(spin, batch, trace+lower s, compile s) of our jitted forward at L."""
+  jax, sht = ours.jax, ours.sht
+  grid = ours.grid(L)
+  out = []
+  for spin in spins:
+    for batch in batches:
+      shape = _shape(batch, grid.shape)
+      x = (rng.standard_normal(shape).astype(np.float32) if spin == 0
+           else _complex_normal(rng, shape))
+      x = jax.device_put(x)
+      jax.clear_caches()
+      fn = jax.jit(lambda v, s=spin: sht.forward(v, grid, lmax=L - 1, spin=s))
+      t0 = time.perf_counter()
+      lowered = fn.lower(x)
+      t1 = time.perf_counter()
+      lowered.compile()
+      t2 = time.perf_counter()
+      out.append((spin, batch, t1 - t0, t2 - t1))
+      log(f'    compile L={L} spin={spin} batch={batch}: trace+lower {t1 - t0:.2f} s, '
+          f'compile {t2 - t1:.2f} s')
+  return out
+
+
+def table_build_times(sizes, spins):
+  """(L, spin, seconds) of get_tables on an empty cache."""
+  from sphere_plugin import grids  # pylint: disable=g-import-not-at-top
+  from sphere_plugin.sht import tables  # pylint: disable=g-import-not-at-top
+  out = []
+  for L in sizes:
+    grid = grids.parse(f'gaussian:{2 * L}x{L}')
+    for spin in spins:
+      tables._build.cache_clear()  # pylint: disable=protected-access
+      t0 = time.perf_counter()
+      tables.get_tables(grid, L - 1, spin, spin == 0)
+      dt = time.perf_counter() - t0
+      out.append((L, spin, dt))
+      log(f'    tables L={L} spin={spin}: {dt:.3f} s')
+  return out
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  t_start = time.perf_counter()
+  sizes = [32, 64] if _QUICK.value else _ints(_SIZES.value)
+  batches = [1, 8] if _QUICK.value else _ints(_BATCHES.value)
+  spins = _ints(_SPINS.value)
+  repeats = max(1, _REPEATS.value)
+  if any(s < 0 for s in spins):
+    raise app.UsageError('spins must be >= 0 (ducc0 takes |s|)')
+  requested = [t.strip() for t in _LIBRARIES.value.split(',') if t.strip()]
+  for name in requested:
+    if name not in KNOWN_LIBRARIES:
+      raise app.UsageError(f'unknown library {name!r}; known: {", ".join(KNOWN_LIBRARIES)}')
+
+  notes = []
+  libs = {}
+  for name in requested:
+    try:
+      libs[name] = ADAPTERS[name]()
+      notes.append(f'{name} {libs[name].version()}')
+    except ImportError as e:
+      log(f'{name}: not installed ({e})')
+      notes.append(f'{name}: not installed')
+  import jax  # pylint: disable=g-import-not-at-top
+  env = (f'{platform.machine()} {os.cpu_count()} CPUs, python {platform.python_version()}, '
+         f'jax {jax.__version__} ({jax.default_backend()}, {len(jax.devices())} device(s)), '
+         f'numpy {np.__version__}; ' + ', '.join(notes))
+  log(f'environment: {env}')
+  log(f'sizes {sizes}, spins {spins}, batches {batches}, repeats {repeats}')
+
+  rows = run_benchmark(libs, sizes, spins, batches, repeats, _MAX_CASE_SECONDS.value,
+                       _SEED.value)
+
+  names = list(libs)
+  others = [n for n in names if n != OURS]
+  header = ['L', 'spin', 'batch', 'dir'] + [f'{n} ms' for n in names]
+  if OURS in libs:
+    header += [f'{n}/ours' for n in others]
+  table_rows = []
+  for L, spin, batch, direction, res in rows:
+    row = [L, spin, batch, direction] + [_fmt_ms(res.get(n, '-')) for n in names]
+    if OURS in libs:
+      ours = res.get(OURS)
+      for n in others:
+        theirs = res.get(n)
+        ok = isinstance(ours, float) and isinstance(theirs, float)
+        row.append(f'{theirs / ours:.2f}' if ok else '-')
+    table_rows.append(row)
+
+  extra = []
+  if OURS in libs:
+    log('compile time of our forward at the largest L')
+    rng = np.random.default_rng(_SEED.value + 1)
+    ct = compile_times(libs[OURS], max(sizes), spins, batches, rng)
+    extra.append(f'\nJit compile time of sphere_plugin forward at L={max(sizes)} '
+                 '(jax caches cleared, host tables prebuilt):\n')
+    extra.append(_markdown_table(
+        ['spin', 'batch', 'trace+lower s', 'XLA compile s', 'total s'],
+        [[s, b, f'{a:.2f}', f'{c:.2f}', f'{a + c:.2f}'] for s, b, a, c in ct]))
+    log('table build times')
+    tb = table_build_times(sizes, spins)
+    extra.append('\nTable build time, sphere_plugin.sht.tables.get_tables on an empty cache '
+                 '(float64 host tables; layout real for spin 0, complex otherwise):\n')
+    extra.append(_markdown_table(['L', 'spin', 'seconds'],
+                                 [[L, s, f'{t:.3f}'] for L, s, t in tb]))
+
+  lines = [
+      '# sphere_plugin SHT benchmark',
+      '',
+      f'Environment: {env}.',
+      f'float32, Gauss-Legendre grids gaussian:(2L)x(L), lmax = L-1; minimum of {repeats} '
+      'interleaved runs, ms per call (whole batch); compile/tables excluded. '
+      '<lib>/ours > 1 means sphere_plugin is faster.',
+  ]
+  if 'ducc0' in libs:
+    lines.append(f'ducc0: analysis_2d (forward) / synthesis_2d (inverse), geometry GL, '
+                 f'nthreads={_DUCC0_THREADS.value}, float32 maps / complex64 alm, spin>0 as '
+                 '2-component maps, batch = Python loop over maps.')
+  if 's2fft' in libs:
+    lines.append('s2fft: precompute_transforms.spherical forward/inverse, method jax, sampling '
+                 'gl (L x (2L-1) grid), precomputed float32 Wigner-d kernels, jit (+ vmap for '
+                 'batch > 1), reality=True for spin 0.')
+  lines += ['', _markdown_table(header, table_rows)] + extra
+  lines.append(f'\nTotal benchmark wall time: {time.perf_counter() - t_start:.0f} s')
+  report = '\n'.join(lines) + '\n'
+  print(report, flush=True)
+  if _OUTPUT.value:
+    with open(_OUTPUT.value, 'w') as f:
+      f.write(report)
+    log(f'wrote {_OUTPUT.value}')
+
+
+if __name__ == '__main__':
+  app.run(main)
