@@ -288,3 +288,16 @@ def test_table_budget_error_says_what_is_needed():
       sht.forward(np.zeros(grid.shape, np.complex64), grid, spin=1)
   finally:
     sht.set_table_budget(None)
+
+
+@pytest.mark.parametrize('spin', [0, 1])
+def test_dft_matmul_longitude_step_matches_fft(x64, spin):
+  grid = grids.equiangular_with_poles(40, 21)
+  a = random_coeffs(grid.lmax, spin, real=spin == 0, seed=8)
+  x_fft = sht.inverse(a, grid, spin=spin, lon_method='fft')
+  x_mm = sht.inverse(a, grid, spin=spin, lon_method='matmul')
+  assert rel(x_mm, x_fft) < 1e-13
+  np.testing.assert_allclose(sht.forward(x_mm, grid, spin=spin, lon_method='matmul'), a,
+                             atol=1e-12)
+  with pytest.raises(ValueError, match='longitude method'):
+    sht.forward(x_mm, grid, spin=spin, lon_method='fast')
