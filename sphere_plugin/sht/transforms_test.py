@@ -159,16 +159,6 @@ def test_spin_convention_matches_s2fft(x64, spin):
   assert rel(sht.forward(ours, grid, spin=spin), back) < 1e-11
 
 
-def _vector_fields(grid):
-  """(u, v) of a curl-free and a divergence-free field, from 3-D vectors."""
-  lon, lat = np.meshgrid(np.radians(grid.longitudes), np.radians(grid.latitudes),
-                         indexing='ij')
-  x = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], -1)
-  east = np.stack([-np.sin(lon), np.cos(lon), 0 * lon], -1)
-  north = np.stack([-np.sin(lat) * np.cos(lon), -np.sin(lat) * np.sin(lon), np.cos(lat)], -1)
-  return x, east, north
-
-
 def test_wind_is_spin1_and_gradient_convention(x64):
   """u + i v of the gradient of Y_lm has coefficients i sqrt(l(l+1)) delta."""
   grid = grids.gaussian(64, 32)
