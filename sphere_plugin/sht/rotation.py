@@ -89,14 +89,3 @@ def rotate(coeffs, alpha, beta, gamma):
   v = _apply(delta, u, 'c...lk,lkm->c...lm')
   # i^{-m} e^{-i m alpha} = e^{-i m (pi/2 + alpha)}.
   return v * jnp.exp(-1j * m * (np.pi / 2 + alpha)).astype(coeffs.dtype)
-
-
-def wigner_d_matrix(lmax: int, beta: float) -> np.ndarray:
-  """d^l_{mn}(beta) for all l <= lmax (NumPy float64, for tests and tools).
-
-  Returns:
-    (lmax+1, 2 lmax+1, 2 lmax+1) array, [l, lmax+m, lmax+n].
-  """
-  orders = np.arange(-lmax, lmax + 1)
-  d = wigner.wigner_d(lmax, orders, orders, np.array([beta]))[..., 0]
-  return np.transpose(d, (1, 0, 2))

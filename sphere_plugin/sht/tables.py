@@ -105,14 +105,12 @@ class Tables:
 
   Attributes:
     real: whether this is the real spin-0 symmetric layout.
-    ms: orders m, shape (M,).
     synth: synthesis tables: for 'real' a pair (even, odd), each
       (M, nh, Lpar); for 'complex' one array (M, nrings, lmax+1).
     analysis: analysis tables of the same layout: `synth` times the ring
       weights when the quadrature is exact, else the least-squares inverse.
   """
   real: bool
-  ms: np.ndarray
   synth: tuple[np.ndarray, ...]
   analysis: tuple[np.ndarray, ...]
 
@@ -188,7 +186,7 @@ def _build(grid: grids_lib.Grid, lmax: int, spin: int, real: bool) -> Tables:
     synth = (synth_full,)
     analysis = ((_projection(synth_full, weight, ms, spin),) if project
                 else (synth_full * weight[None, :, None],))
-  return Tables(real=real, ms=ms, synth=synth, analysis=analysis)
+  return Tables(real=real, synth=synth, analysis=analysis)
 
 
 def get_tables(grid: grids_lib.Grid, lmax: int, spin: int, real: bool) -> Tables:
