@@ -1,0 +1,172 @@
+"""Residual blocks and the generic `SphericalCNN` backbone."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import gin
+
+from sphere_plugin.nn import spectral
+from sphere_plugin.nn.conv import SpinSphericalConv
+from sphere_plugin.nn.nonlinearities import PhaseCollapse
+from sphere_plugin.nn.norms import SpectralBatchNorm
+
+
+@gin.configurable(module='sphere_plugin.nn')
+class SpinSphericalResidualBlock(nn.Module):
+  """conv -> spectral BN -> nonlinearity -> conv -> spectral BN, plus a spectral skip.
+
+  The input is analysed once; the skip is summed in the spectral domain; the
+  sum is synthesised on the output grid and passed through the nonlinearity.
+  That is 2 forward and 2 inverse transforms per block. When the spins or
+  channels change, the skip goes through a convolution whose filter is
+  constant in l (an equivariant channel/spin projection) with a bias on the
+  spin-0 l = 0 coefficient only; the reference implementation's real bias on
+  every (l, m) broke equivariance.
+
+  Attributes:
+    features: output channels.
+    spins_in: input spins.
+    spins_out: output spins (must contain 0 for PhaseCollapse).
+    input_grid: grid of the (spatial) input.
+    output_grid: grid of the output and of the middle nonlinearity; default
+      input_grid.
+    lmax: degree limit inside the block; default the smaller of the two grids'
+      `spectral.default_lmax`.
+    num_filter_params: None (full filters) or anchors of localized filters.
+    nonlinearity: module class called as nonlinearity(spins=...) on spatial
+      tensors; PhaseCollapse by default.
+    axis_name: for the batch norms' cross-device statistics.
+
+  Call:
+    x: (*batch, *input_grid.shape, S_in, C_in); train: batch-norm mode.
+    Returns complex (*batch, *output_grid.shape, S_out, features).
+  """
+  features: int
+  spins_in: Sequence[int] = (0, 1)
+  spins_out: Sequence[int] = (0, 1)
+  input_grid: Any = None
+  output_grid: Any = None
+  lmax: int | None = None
+  num_filter_params: int | None = None
+  nonlinearity: Callable[..., nn.Module] = PhaseCollapse
+  axis_name: Any = None
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    if self.input_grid is None:
+      raise ValueError('SpinSphericalResidualBlock needs input_grid')
+    grid_in = spectral.as_grid(self.input_grid)
+    grid_out = spectral.as_grid(self.output_grid) or grid_in
+    spins_in = spectral.check_spins(x, self.spins_in, 'SpinSphericalResidualBlock')
+    spins_out = tuple(int(s) for s in self.spins_out)
+    spectral.check_spatial(x, grid_in, 'SpinSphericalResidualBlock')
+    lmax = self.lmax
+    if lmax is None:
+      lmax = min(spectral.default_lmax(grid_in), spectral.default_lmax(grid_out))
+    a = spectral.to_spectral(x, grid_in, min(lmax, spectral.default_lmax(grid_in)), spins_in)
+    a = spectral.resize(a, lmax)
+
+    def conv(spins, **kw):
+      return SpinSphericalConv(self.features, spins_in=spins, spins_out=spins_out, lmax=lmax,
+                               **kw)
+
+    def bn(**kw):
+      return SpectralBatchNorm(spins=spins_out, axis_name=self.axis_name, **kw)
+
+    h = conv(spins_in, num_filter_params=self.num_filter_params, use_bias=False)(a)
+    h = bn()(h, train)
+    h = self.nonlinearity(spins=spins_out)(spectral.to_spatial(h, grid_out, spins_out))
+    h = conv(spins_out, input_grid=grid_out, num_filter_params=self.num_filter_params,
+             use_bias=False)(h)
+    h = bn(scale_init=nn.initializers.zeros)(h, train)
+    skip = a
+    if spins_in != spins_out or x.shape[-1] != self.features:
+      skip = conv(spins_in, num_filter_params=1, use_bias=True, name='skip_projection')(a)
+    out = spectral.to_spatial(h + skip, grid_out, spins_out)
+    return self.nonlinearity(spins=spins_out)(out)
+
+
+def _per_stage(value, n, what):
+  if value is None:
+    return (None,) * n
+  value = tuple(value)
+  if len(value) != n:
+    raise ValueError(f'SphericalCNN: {what} has {len(value)} entries for {n} stages')
+  return value
+
+
+@gin.configurable(module='sphere_plugin.nn')
+class SphericalCNN(nn.Module):
+  """Generic spherical CNN backbone: a stem convolution, then residual stages.
+
+  Stage i runs `blocks_per_stage` residual blocks on `grids[i]` with
+  `features[i]` channels, spins `spins[i]`, degree limit `lmaxes[i]`; the
+  first block of a stage moves from the previous stage's grid (spectral
+  pooling or upsampling, so resolution changes stay equivariant). The stem is
+  a convolution from `input_grid` to the first stage's spectrum, a spectral
+  batch norm and the nonlinearity.
+
+  Attributes:
+    input_grid: grid of the input.
+    grids: per-stage grids (Grid or text), e.g. ('gaussian:64x32', 'gaussian:32x16').
+    features: per-stage channels.
+    spins: per-stage spins, e.g. ((0, 1), (0, 1)); a single tuple of ints
+      applies to every stage.
+    input_spins: spins of the input's spin axis.
+    lmaxes: per-stage degree limits (None entries: the grid's default).
+    num_filter_params: per-stage filter anchors (None entries: full filters).
+    blocks_per_stage: residual blocks per stage.
+    block: residual block class (gin-configurable).
+    nonlinearity: module class of the stem's nonlinearity (spins=... keyword).
+    axis_name: for batch-norm statistics under pmap/shard_map.
+
+  Call:
+    x: (*batch, *input_grid.shape, len(input_spins), C_in); train: batch-norm mode.
+    Returns complex (*batch, *grids[-1].shape, len(spins[-1]), features[-1]).
+  """
+  input_grid: Any
+  grids: Sequence[Any]
+  features: Sequence[int]
+  spins: Sequence[Any] = (0, 1)
+  input_spins: Sequence[int] = (0,)
+  lmaxes: Sequence[int | None] | None = None
+  num_filter_params: Sequence[int | None] | None = None
+  blocks_per_stage: int = 1
+  block: Callable[..., nn.Module] = SpinSphericalResidualBlock
+  nonlinearity: Callable[..., nn.Module] = PhaseCollapse
+  axis_name: Any = None
+
+  def stage_spins(self) -> tuple[tuple[int, ...], ...]:
+    """Per-stage spin tuples."""
+    n = len(self.grids)
+    if all(isinstance(s, int) for s in self.spins):
+      return (tuple(self.spins),) * n
+    return tuple(tuple(s) for s in _per_stage(self.spins, n, 'spins'))
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    n = len(self.grids)
+    if n == 0:
+      raise ValueError('SphericalCNN needs at least one stage')
+    features = _per_stage(self.features, n, 'features')
+    lmaxes = _per_stage(self.lmaxes, n, 'lmaxes')
+    nfps = _per_stage(self.num_filter_params, n, 'num_filter_params')
+    spins = self.stage_spins()
+    grids = [spectral.as_grid(g) for g in self.grids]
+    lmax0 = lmaxes[0] if lmaxes[0] is not None else min(
+        spectral.default_lmax(self.input_grid), spectral.default_lmax(grids[0]))
+    h = SpinSphericalConv(features[0], spins_in=self.input_spins, spins_out=spins[0],
+                          input_grid=self.input_grid, lmax=lmax0,
+                          num_filter_params=nfps[0], use_bias=False, name='stem')(x)
+    h = SpectralBatchNorm(spins=spins[0], axis_name=self.axis_name)(h, train)
+    h = self.nonlinearity(spins=spins[0])(spectral.to_spatial(h, grids[0], spins[0]))
+    grid, sp = grids[0], spins[0]
+    for i in range(n):
+      for _ in range(self.blocks_per_stage):
+        h = self.block(features[i], spins_in=sp, spins_out=spins[i], input_grid=grid,
+                       output_grid=grids[i], lmax=lmaxes[i], num_filter_params=nfps[i],
+                       axis_name=self.axis_name)(h, train)
+        grid, sp = grids[i], spins[i]
+    return h

@@ -1,0 +1,121 @@
+"""Pointwise nonlinearities on spatial spin-weighted layer tensors.
+
+A rotation moves a spin-s field's values and multiplies each by a phase
+exp(-i s gamma). So |x| is a spin-0 quantity and any map x -> g(|x|) x keeps
+the spin: these layers commute with rotations in the continuum. On a grid the
+output is no longer band-limited and the next forward transform aliases it;
+that, and only that, makes them approximately equivariant (the error falls as
+the grid is oversampled relative to lmax; see README).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import gin
+import jax
+import jax.numpy as jnp
+
+from sphere_plugin.nn import spectral
+from sphere_plugin.nn.conv import as_complex
+
+
+@gin.configurable(module='sphere_plugin.nn')
+class MagnitudeNonlinearity(nn.Module):
+  """x -> relu(|x| + b) x / |x|, b learned per (spin, channel).
+
+  Attributes:
+    spins: spins of the spin axis.
+    epsilon: regularises |x| near zero.
+    bias_init: initial value of b.
+
+  Call:
+    x: complex (*batch, *grid.shape, S, C). Returns the same shape.
+  """
+  spins: Sequence[int] = (0,)
+  epsilon: float = 1e-6
+  bias_init: float = -0.1
+
+  @nn.compact
+  def __call__(self, x):
+    spectral.check_spins(x, self.spins, 'MagnitudeNonlinearity')
+    b = self.param('bias', nn.initializers.constant(self.bias_init), x.shape[-2:],
+                   jnp.float32).astype(x.real.dtype)
+    mag = jnp.sqrt(jnp.abs(x) ** 2 + self.epsilon ** 2)
+    return x * (jax.nn.relu(mag + b) / mag)
+
+
+@gin.configurable(module='sphere_plugin.nn')
+class PhaseCollapse(nn.Module):
+  """Spin-0 channels from the magnitudes of all spins (Esteves et al. 2023).
+
+  x0 <- (Dense_complex(x0) + Dense_real(|x| over all spins and channels)) / 2;
+  channels of nonzero spin pass through unchanged. |x| is rotation invariant
+  for every spin, so the new spin-0 channels are equivariant; they carry the
+  information in the phases of the nonzero spins into spin 0.
+
+  Attributes:
+    spins: spins of the spin axis; must contain 0.
+
+  Call:
+    x: complex (*batch, *grid.shape, S, C). Returns the same shape.
+  """
+  spins: Sequence[int] = (0, 1)
+
+  @nn.compact
+  def __call__(self, x):
+    spins = spectral.check_spins(x, self.spins, 'PhaseCollapse')
+    if 0 not in spins:
+      raise ValueError(f'PhaseCollapse needs spin 0 among the spins, got {spins}')
+    i0 = spins.index(0)
+    c = x.shape[-1]
+    rdtype = x.real.dtype
+    x = x.astype(jnp.result_type(rdtype, jnp.complex64))
+    init = nn.initializers.variance_scaling(1.0, 'fan_in', 'normal')
+    w0 = self.param('kernel_spin0', lambda k, s, d: init(k, s, d) / jnp.sqrt(2.0),
+                    (c, c, 2), jnp.float32)
+    wm = self.param('kernel_magnitude', init, (x.shape[-2] * c, c), jnp.float32)
+    b = self.param('bias', nn.initializers.zeros, (c, 2), jnp.float32)
+    mag = jnp.abs(x).reshape(x.shape[:-2] + (-1,))
+    x0 = (jnp.einsum('...c,cd->...d', x[..., i0, :], as_complex(w0.astype(rdtype)))
+          + jnp.einsum('...k,kd->...d', mag, wm.astype(rdtype))
+          + as_complex(b.astype(rdtype))) * 0.5
+    return x.at[..., i0, :].set(x0)
+
+
+_ACTIVATIONS = ('relu', 'gelu', 'silu', 'tanh', 'sigmoid', 'softplus', 'elu', 'leaky_relu')
+
+
+@gin.configurable(module='sphere_plugin.nn')
+class PointwiseNonlinearity(nn.Module):
+  """A plain activation on spin-0 fields, applied to real and imaginary parts.
+
+  Any pointwise map of a spin-0 field commutes with rotations (they only move
+  values), so this is as equivariant as the grid allows. Fields of nonzero spin
+  are rejected: a pointwise map of their components is not equivariant.
+
+  Attributes:
+    activation: a name from jax.nn (one of relu, gelu, silu, tanh, sigmoid,
+      softplus, elu, leaky_relu) or a callable.
+    spins: spins of the spin axis; all must be 0.
+
+  Call:
+    x: (*batch, *grid.shape, S, C), real or complex. Returns the same shape.
+  """
+  activation: str | Callable = 'relu'
+  spins: Sequence[int] = (0,)
+
+  def __call__(self, x):
+    spins = spectral.check_spins(x, self.spins, 'PointwiseNonlinearity')
+    if any(spins):
+      raise ValueError(f'PointwiseNonlinearity is for spin-0 fields only, got spins {spins}; '
+                       'use MagnitudeNonlinearity or PhaseCollapse')
+    fn = self.activation
+    if isinstance(fn, str):
+      if fn not in _ACTIVATIONS:
+        raise ValueError(f'unknown activation {fn!r}; use one of {_ACTIVATIONS} or a callable')
+      fn = getattr(jax.nn, fn)
+    if jnp.iscomplexobj(x):
+      return jax.lax.complex(fn(x.real), fn(x.imag))
+    return fn(x)

@@ -1,0 +1,148 @@
+"""Layer-tensor transforms: spatial <-> spectral for (spin, channel) tensors.
+
+Layer tensors (DESIGN.md):
+  spatial  (*batch, *grid.shape, S, C), complex (a real spin-0 input is allowed)
+  spectral (*batch, lmax+1, 2*lmax+1, S, C), complex, degree l and order m at
+           [l, lmax+m], zero where |m| > l or l < |spin|
+
+where S = len(spins). These helpers apply `sphere_plugin.sht` per spin and
+move the (spin, channel) axes into place.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from sphere_plugin import grids as grids_lib
+from sphere_plugin import sht
+
+
+def as_grid(grid) -> grids_lib.Grid | None:
+  """Parses a grid given as text; passes Grid objects and None through."""
+  return None if grid is None else grids_lib.parse(grid)
+
+
+def default_lmax(grid) -> int:
+  """Degree limit layers use on a grid unless told otherwise.
+
+  grid.lmax on lat-lon grids (exact transforms); 2*nside on HEALPix, the
+  largest degree its iterative analysis recovers to float32 precision (above
+  it, up to 3*nside - 1, the transform is a least-squares fit and layers lose
+  exact rotation equivariance).
+  """
+  grid = grids_lib.parse(grid)
+  if isinstance(grid, grids_lib.HealpixGrid):
+    return grid.exact_quadrature_lmax
+  return grid.lmax
+
+
+def lmax_of(coeffs) -> int:
+  """lmax of a spectral layer tensor (*batch, lmax+1, 2*lmax+1, S, C)."""
+  if coeffs.ndim < 4 or coeffs.shape[-3] != 2 * coeffs.shape[-4] - 1:
+    raise ValueError('spectral layer tensors have shape (*batch, lmax+1, 2*lmax+1, '
+                     f'spin, channel); got {coeffs.shape}')
+  return coeffs.shape[-4] - 1
+
+
+def check_spins(x, spins: Sequence[int], what: str) -> tuple[int, ...]:
+  """Checks that the spin axis (-2) of `x` has len(spins) entries."""
+  spins = tuple(int(s) for s in spins)
+  if len(set(spins)) != len(spins):
+    raise ValueError(f'{what}: spins must be distinct, got {spins}')
+  if x.ndim < 2 or x.shape[-2] != len(spins):
+    raise ValueError(f'{what}: expected a spin axis of size {len(spins)} (spins {spins}) '
+                     f'at position -2, got shape {x.shape}')
+  return spins
+
+
+def check_spatial(x, grid: grids_lib.Grid, what: str) -> None:
+  """Checks that `x` is (*batch, *grid.shape, S, C)."""
+  g = grid.shape
+  if x.ndim < len(g) + 2 or x.shape[-2 - len(g):-2] != g:
+    raise ValueError(f'{what}: spatial input on {grid} must have shape '
+                     f'(*batch, {", ".join(map(str, g))}, spin, channel); got {x.shape}')
+
+
+def degree_mask(lmax: int, spins: Sequence[int]) -> np.ndarray:
+  """(lmax+1, 1, S, 1) float mask, 1 where l >= |spin|."""
+  l = np.arange(lmax + 1)[:, None]
+  s = np.abs(np.asarray(spins))[None, :]
+  return (l >= s).astype(np.float32)[:, None, :, None]
+
+
+def to_spectral(x, grid, lmax: int, spins: Sequence[int]):
+  """Forward transform of a spatial layer tensor.
+
+  Args:
+    x: (*batch, *grid.shape, S, C), real or complex.
+    grid: the grid of x.
+    lmax: output degree limit (<= grid.lmax).
+    spins: the S spin weights.
+
+  Returns:
+    complex (*batch, lmax+1, 2*lmax+1, S, C).
+  """
+  grid = grids_lib.parse(grid)
+  spins = check_spins(x, spins, 'to_spectral')
+  check_spatial(x, grid, 'to_spectral')
+  gnd = len(grid.shape)
+  out = []
+  for i, s in enumerate(spins):
+    xs = jnp.moveaxis(x[..., i, :], -1, -1 - gnd)  # (*batch, C, *grid)
+    if s == 0 and jnp.iscomplexobj(xs):
+      # Two real-path transforms cost what one complex one does, and share tables.
+      a = (sht.forward(xs.real, grid, lmax, spin=0)
+           + 1j * sht.forward(xs.imag, grid, lmax, spin=0))
+    else:
+      a = sht.forward(xs, grid, lmax, spin=s)
+    out.append(a)  # (*batch, C, L+1, 2L+1)
+  a = jnp.stack(out, axis=-1)  # (*batch, C, L+1, 2L+1, S)
+  return jnp.moveaxis(a, -4, -1)
+
+
+def to_spatial(coeffs, grid, spins: Sequence[int]):
+  """Inverse transform of a spectral layer tensor.
+
+  Args:
+    coeffs: complex (*batch, lmax+1, 2*lmax+1, S, C).
+    grid: target grid (needs nlon >= 2*lmax+1 on lat-lon grids).
+    spins: the S spin weights.
+
+  Returns:
+    complex (*batch, *grid.shape, S, C).
+  """
+  grid = grids_lib.parse(grid)
+  spins = check_spins(coeffs, spins, 'to_spatial')
+  lmax_of(coeffs)
+  gnd = len(grid.shape)
+  out = []
+  for i, s in enumerate(spins):
+    a = jnp.moveaxis(coeffs[..., i, :], -1, -3)  # (*batch, C, L+1, 2L+1)
+    out.append(sht.inverse(a, grid, spin=s, real=False))  # (*batch, C, *grid)
+  x = jnp.stack(out, axis=-1)  # (*batch, C, *grid, S)
+  return jnp.moveaxis(x, -2 - gnd, -1)
+
+
+def resize(coeffs, lmax: int):
+  """Truncates or zero-pads a spectral layer tensor to degree limit `lmax`.
+
+  Args:
+    coeffs: (*batch, L+1, 2L+1, S, C).
+    lmax: new degree limit.
+
+  Returns:
+    (*batch, lmax+1, 2*lmax+1, S, C): degrees above min(L, lmax) are zero.
+  """
+  old = lmax_of(coeffs)
+  if lmax == old:
+    return coeffs
+  if lmax < old:
+    return coeffs[..., :lmax + 1, old - lmax:old + lmax + 1, :, :]
+  d = lmax - old
+  pad = [(0, 0)] * coeffs.ndim
+  pad[-4] = (0, d)
+  pad[-3] = (d, d)
+  return jnp.pad(coeffs, pad)
