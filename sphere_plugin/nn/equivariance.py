@@ -42,7 +42,7 @@ def random_coefficients(key, lmax: int, spins: Sequence[int], channels: int,
   m = np.arange(-lmax, lmax + 1)[None, :]
   valid = (np.abs(m) <= l)[..., None, None] & (l[..., None, None] >= np.abs(np.array(spins))[:, None])
   n = valid.sum(axis=(0, 1))  # per spin
-  scale = np.sqrt(4 * np.pi / (2 * np.maximum(n, 1)))[:, None]
+  scale = np.sqrt(4 * np.pi / (2 * np.maximum(n, 1)))  # (S, 1)
   return (a * (valid * scale)).astype(dtype)
 
 

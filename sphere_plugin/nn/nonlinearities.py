@@ -71,7 +71,7 @@ class PhaseCollapse(nn.Module):
     i0 = spins.index(0)
     c = x.shape[-1]
     rdtype = x.real.dtype
-    x = x.astype(jnp.result_type(rdtype, jnp.complex64))
+    x = jnp.asarray(x, jnp.result_type(rdtype, jnp.complex64))
     init = nn.initializers.variance_scaling(1.0, 'fan_in', 'normal')
     w0 = self.param('kernel_spin0', lambda k, s, d: init(k, s, d) / jnp.sqrt(2.0),
                     (c, c, 2), jnp.float32)

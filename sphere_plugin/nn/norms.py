@@ -93,6 +93,7 @@ class SpectralBatchNorm(_BatchNormBase):
 
   @nn.compact
   def __call__(self, a, train: bool = False):
+    a = jnp.asarray(a)
     spins = spectral.check_spins(a, self.spins, 'SpectralBatchNorm')
     lmax = spectral.lmax_of(a)
     batch_axes = tuple(range(a.ndim - 4))
@@ -151,7 +152,7 @@ class SphericalBatchNorm(_BatchNormBase):
     grid = grids_lib.parse(self.grid)
     spins = spectral.check_spins(x, self.spins, 'SphericalBatchNorm')
     spectral.check_spatial(x, grid, 'SphericalBatchNorm')
-    x = x.astype(jnp.result_type(x.dtype, jnp.complex64))
+    x = jnp.asarray(x, jnp.result_type(x.dtype, jnp.complex64))
     gnd = len(grid.shape)
     w = (grid.quadrature_weights / (4 * np.pi)).astype(np.float32)[..., None, None]
     batch_axes = tuple(range(x.ndim - gnd - 2))

@@ -76,6 +76,12 @@ def degree_mask(lmax: int, spins: Sequence[int]) -> np.ndarray:
 def to_spectral(x, grid, lmax: int, spins: Sequence[int]):
   """Forward transform of a spatial layer tensor.
 
+  Truncating to a smaller lmax must equal projecting: on Gaussian grids the
+  quadrature does that for any lmax, but where the analysis is a least-squares
+  fit (HEALPix, equiangular grids) the field is analysed at
+  `default_lmax(grid)` and then truncated, so that the discarded degrees do not
+  leak into the kept ones.
+
   Args:
     x: (*batch, *grid.shape, S, C), real or complex.
     grid: the grid of x.
@@ -89,18 +95,20 @@ def to_spectral(x, grid, lmax: int, spins: Sequence[int]):
   spins = check_spins(x, spins, 'to_spectral')
   check_spatial(x, grid, 'to_spectral')
   gnd = len(grid.shape)
+  full = default_lmax(grid)
+  lmax_a = lmax if (getattr(grid, 'kind', '') == 'gaussian' or lmax >= full) else full
   out = []
   for i, s in enumerate(spins):
     xs = jnp.moveaxis(x[..., i, :], -1, -1 - gnd)  # (*batch, C, *grid)
     if s == 0 and jnp.iscomplexobj(xs):
       # Two real-path transforms cost what one complex one does, and share tables.
-      a = (sht.forward(xs.real, grid, lmax, spin=0)
-           + 1j * sht.forward(xs.imag, grid, lmax, spin=0))
+      a = (sht.forward(xs.real, grid, lmax_a, spin=0)
+           + 1j * sht.forward(xs.imag, grid, lmax_a, spin=0))
     else:
-      a = sht.forward(xs, grid, lmax, spin=s)
+      a = sht.forward(xs, grid, lmax_a, spin=s)
     out.append(a)  # (*batch, C, L+1, 2L+1)
   a = jnp.stack(out, axis=-1)  # (*batch, C, L+1, 2L+1, S)
-  return jnp.moveaxis(a, -4, -1)
+  return resize(jnp.moveaxis(a, -4, -1), lmax)
 
 
 def to_spatial(coeffs, grid, spins: Sequence[int]):
