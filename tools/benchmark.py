@@ -93,6 +93,11 @@ _MAX_CASE_SECONDS = flags.DEFINE_float(
     'max_case_seconds', 60.0, 'Skip a (library, case) whose warm-up plus repeats + 1 runs '
     'would take longer than this (measured on one probe run when the warm-up is slow).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the random inputs.')
+_SUITES = flags.DEFINE_string('suites', 'transforms,blocks',
+                              'Comma-separated parts to run: transforms, blocks.')
+_BLOCK_GRIDS = flags.DEFINE_string(
+    'block_grids', 'equiangular_with_poles:64x64,gaussian:128x64,healpix:32',
+    'Grids of the residual-block benchmark (one block per grid, same grid in and out).')
 
 OURS = 'sphere_plugin'
 KNOWN_LIBRARIES = ('sphere_plugin', 'ducc0', 's2fft')
@@ -359,6 +364,99 @@ def table_build_times(sizes, spins):
   return out
 
 
+# ----------------------------------------------------------------------------
+# Residual block benchmark.
+
+BLOCK_BATCH, BLOCK_CHANNELS, BLOCK_SPINS = 8, 32, (0, 1)
+
+
+def _timed(fn, args, repeats):
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.block_until_ready(fn(*args))
+  best = float('inf')
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    best = min(best, time.perf_counter() - t0)
+  return best * 1e3
+
+
+def _xla_memory(fn, args):
+  """Bytes of XLA buffers (arguments + outputs + temporaries) of a jitted fn."""
+  m = fn.lower(*args).compile().memory_analysis()
+  if m is None:
+    return float('nan')
+  return (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+          - m.alias_size_in_bytes)
+
+
+def _train_step_fns(model, variables, x):
+  """Jitted forward (train-mode BN) and forward+backward (grads of params and input)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  def loss(params, x):
+    out, _ = model.apply({**variables, 'params': params}, x, train=True,
+                         mutable=['batch_stats'])
+    return jnp.mean(jnp.abs(out) ** 2)
+
+  return jax.jit(loss), jax.jit(jax.grad(loss, argnums=(0, 1)))
+
+
+class _PlanarBlock:
+  """A planar ResNet block (3x3 conv, BN, relu, 3x3 conv, BN, skip) for scale."""
+
+  def __init__(self, channels):
+    import flax.linen as nn  # pylint: disable=g-import-not-at-top
+
+    class Block(nn.Module):
+      @nn.compact
+      def __call__(self, x, train=True):
+        h = nn.Conv(channels, (3, 3))(x)
+        h = nn.relu(nn.BatchNorm(use_running_average=not train)(h))
+        h = nn.Conv(channels, (3, 3))(h)
+        h = nn.BatchNorm(use_running_average=not train)(h)
+        return nn.relu(h + x)
+
+    self.module = Block()
+
+
+def block_benchmark(grid_texts, repeats, seed):
+  """Rows (grid, lmax, model, params, fwd ms, fwd+bwd ms, memory MiB)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from sphere_plugin import grids as grids_lib  # pylint: disable=g-import-not-at-top
+  from sphere_plugin import nn as snn  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(seed)
+  rows = []
+  for text in grid_texts:
+    grid = grids_lib.parse(text)
+    lmax = snn.default_lmax(grid)
+    shape = (BLOCK_BATCH,) + grid.shape + (len(BLOCK_SPINS), BLOCK_CHANNELS)
+    x = jax.device_put(_complex_normal(rng, shape))
+    cases = [('SpinSphericalResidualBlock',
+              snn.SpinSphericalResidualBlock(BLOCK_CHANNELS, spins_in=BLOCK_SPINS,
+                                             spins_out=BLOCK_SPINS, input_grid=grid), x)]
+    if isinstance(grid, grids_lib.LatLonGrid):
+      # Same numbers per point (2 spins x 32 complex channels = 128 reals).
+      xp = jax.device_put(rng.standard_normal(
+          (BLOCK_BATCH,) + grid.shape + (4 * BLOCK_CHANNELS,)).astype(np.float32))
+      cases.append(('planar 3x3 ResNet block (flax)', _PlanarBlock(4 * BLOCK_CHANNELS).module,
+                    xp))
+    for name, model, inp in cases:
+      log(f'  block {name} on {grid}')
+      variables = model.init(jax.random.key(0), inp, train=True)
+      fwd, grad = _train_step_fns(model, variables, inp)
+      args = (variables['params'], inp)
+      n_params = sum(p.size for p in jax.tree.leaves(variables['params']))
+      t_fwd = _timed(fwd, args, repeats)
+      t_grad = _timed(grad, args, repeats)
+      mem = _xla_memory(grad, args) / 2 ** 20
+      rows.append((str(grid), lmax if 'Spin' in name else '-', name, n_params, t_fwd, t_grad,
+                   mem))
+  return rows
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -390,8 +488,14 @@ def main(argv):
   log(f'environment: {env}')
   log(f'sizes {sizes}, spins {spins}, batches {batches}, repeats {repeats}')
 
-  rows = run_benchmark(libs, sizes, spins, batches, repeats, _MAX_CASE_SECONDS.value,
-                       _SEED.value)
+  suites = [t.strip() for t in _SUITES.value.split(',') if t.strip()]
+  for name in suites:
+    if name not in ('transforms', 'blocks'):
+      raise app.UsageError(f'unknown suite {name!r}; known: transforms, blocks')
+  rows = []
+  if 'transforms' in suites:
+    rows = run_benchmark(libs, sizes, spins, batches, repeats, _MAX_CASE_SECONDS.value,
+                         _SEED.value)
 
   names = list(libs)
   others = [n for n in names if n != OURS]
@@ -410,7 +514,7 @@ def main(argv):
     table_rows.append(row)
 
   extra = []
-  if OURS in libs:
+  if OURS in libs and 'transforms' in suites:
     log('compile time of our forward at the largest L')
     rng = np.random.default_rng(_SEED.value + 1)
     ct = compile_times(libs[OURS], max(sizes), spins, batches, rng)
@@ -442,7 +546,26 @@ def main(argv):
     lines.append('s2fft: precompute_transforms.spherical forward/inverse, method jax, sampling '
                  'gl (L x (2L-1) grid), precomputed float32 Wigner-d kernels, jit (+ vmap for '
                  'batch > 1), reality=True for spin 0.')
-  lines += ['', _markdown_table(header, table_rows)] + extra
+  if 'transforms' in suites:
+    lines += ['', _markdown_table(header, table_rows)] + extra
+  if 'blocks' in suites:
+    log('residual block benchmark')
+    brows = block_benchmark([t.strip() for t in _BLOCK_GRIDS.value.split(',') if t.strip()],
+                            repeats, _SEED.value)
+    lines += ['', f'## Residual block: batch {BLOCK_BATCH}, {BLOCK_CHANNELS} channels, spins '
+              f'{BLOCK_SPINS}, float32, batch norm in train mode', '',
+              'fwd = loss of the block output; fwd+bwd = gradients with respect to parameters '
+              'and input; memory = XLA buffers (arguments, outputs, temporaries) of the fwd+bwd '
+              'program. The planar block (same spatial array, 128 real channels = 2 spins x 32 '
+              'complex) is a yardstick, not an equivalent model; ratio = planar time / ours.', '']
+    btable = []
+    planar = {r[0]: r for r in brows if r[2].startswith('planar')}
+    for g, lmax, name, n, tf, tg, mem in brows:
+      p = planar.get(g)
+      ratio = f'{p[5] / tg:.2f}' if p and not name.startswith('planar') else '-'
+      btable.append([g, lmax, name, n, f'{tf:.1f}', f'{tg:.1f}', f'{mem:.0f}', ratio])
+    lines.append(_markdown_table(['grid', 'lmax', 'model', 'params', 'fwd ms', 'fwd+bwd ms',
+                                  'memory MiB', 'planar/ours (fwd+bwd)'], btable))
   lines.append(f'\nTotal benchmark wall time: {time.perf_counter() - t_start:.0f} s')
   report = '\n'.join(lines) + '\n'
   print(report, flush=True)

@@ -1,0 +1,1 @@
+"""Datasets: synthetic spherical data (more in later issues)."""

@@ -1,0 +1,1 @@
+"""Model backbones built from `sphere_plugin.nn`."""
