@@ -65,7 +65,7 @@ class SpinSphericalResidualBlock(nn.Module):
     lmax = self.lmax
     if lmax is None:
       lmax = min(spectral.default_lmax(grid_in), spectral.default_lmax(grid_out))
-    a = spectral.to_spectral(x, grid_in, min(lmax, grid_in.lmax), spins_in)
+    a = spectral.to_spectral(x, grid_in, min(lmax, spectral.default_lmax(grid_in)), spins_in)
     a = spectral.resize(a, lmax)
 
     def conv(spins, **kw):

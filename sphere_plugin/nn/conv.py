@@ -50,7 +50,9 @@ def interpolation_matrix(lmax: int, num_anchors: int) -> np.ndarray:
   return np.stack([np.interp(l, anchors, e) for e in eye], axis=1).astype(np.float32)
 
 
-def _complex_normal(stddev):
+def complex_normal(stddev):
+  """Initialiser of (..., 2) real/imag parameters: complex normal with this stddev."""
+
   def init(key, shape, dtype=jnp.float32):
     # Real and imaginary parts each carry half the variance.
     return jax.random.normal(key, shape, dtype) * (stddev / np.sqrt(2))
@@ -131,7 +133,7 @@ class SpinSphericalConv(nn.Module):
     a = spectral.resize(a, lk)
     c_in = x.shape[-1]
     shape = (len(spins_in), len(spins_out), c_in, self.features, 2)
-    init = _complex_normal(self.kernel_scale / np.sqrt(len(spins_in) * c_in))
+    init = complex_normal(self.kernel_scale / np.sqrt(len(spins_in) * c_in))
     rdtype = jnp.finfo(a.dtype).dtype
     if self.num_filter_params is None:
       w = self.param('kernel', init, (lk + 1,) + shape, jnp.float32)

@@ -16,8 +16,10 @@ import flax.linen as nn
 import gin
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sphere_plugin.nn import spectral
+from sphere_plugin.nn import conv as conv_lib
 from sphere_plugin.nn.conv import as_complex
 
 
@@ -72,10 +74,11 @@ class PhaseCollapse(nn.Module):
     c = x.shape[-1]
     rdtype = x.real.dtype
     x = jnp.asarray(x, jnp.result_type(rdtype, jnp.complex64))
-    init = nn.initializers.variance_scaling(1.0, 'fan_in', 'normal')
-    w0 = self.param('kernel_spin0', lambda k, s, d: init(k, s, d) / jnp.sqrt(2.0),
-                    (c, c, 2), jnp.float32)
-    wm = self.param('kernel_magnitude', init, (x.shape[-2] * c, c), jnp.float32)
+    # Complex normal weights of variance 1/fan_in (real and imaginary parts 1/(2 fan_in)).
+    w0 = self.param('kernel_spin0', conv_lib.complex_normal(1 / np.sqrt(c)), (c, c, 2),
+                    jnp.float32)
+    wm = self.param('kernel_magnitude', nn.initializers.variance_scaling(1.0, 'fan_in', 'normal'),
+                    (x.shape[-2] * c, c), jnp.float32)
     b = self.param('bias', nn.initializers.zeros, (c, 2), jnp.float32)
     mag = jnp.abs(x).reshape(x.shape[:-2] + (-1,))
     x0 = (jnp.einsum('...c,cd->...d', x[..., i0, :], as_complex(w0.astype(rdtype)))

@@ -49,7 +49,7 @@ class SpectralPooling(nn.Module):
       raise ValueError('SpectralPooling: give lmax when the output is spectral')
     if grid_in is not None:
       spectral.check_spatial(x, grid_in, 'SpectralPooling')
-      a = spectral.to_spectral(x, grid_in, min(lmax, grid_in.lmax), spins)
+      a = spectral.to_spectral(x, grid_in, min(lmax, spectral.default_lmax(grid_in)), spins)
     else:
       a = x
     a = spectral.resize(a, lmax)
