@@ -27,7 +27,14 @@ _SQRT_4PI = float(np.sqrt(4 * np.pi))
 
 
 class _BatchNormBase(nn.Module):
-  """Shared statistics bookkeeping; subclasses supply the moments."""
+  """Shared attributes and statistics bookkeeping; subclasses supply the moments."""
+  spins: Sequence[int] = (0,)
+  momentum: float = 0.99
+  epsilon: float = 1e-5
+  use_scale: bool = True
+  use_bias: bool = True
+  scale_init: Callable = nn.initializers.ones
+  axis_name: Any = None
 
   def _normalise(self, x, spins, train, batch_mean, batch_power, apply):
     """batch_mean(x) -> (*, C) complex; batch_power(x, mean) -> (S, C) real."""
@@ -83,13 +90,6 @@ class SpectralBatchNorm(_BatchNormBase):
     a: complex (*batch, lmax+1, 2*lmax+1, S, C); train: use and update batch
       statistics (else the running ones). Returns the same shape.
   """
-  spins: Sequence[int] = (0,)
-  momentum: float = 0.99
-  epsilon: float = 1e-5
-  use_scale: bool = True
-  use_bias: bool = True
-  scale_init: Callable = nn.initializers.ones
-  axis_name: Any = None
 
   @nn.compact
   def __call__(self, a, train: bool = False):
@@ -137,13 +137,6 @@ class SphericalBatchNorm(_BatchNormBase):
     Returns the same shape, complex.
   """
   grid: Any = None
-  spins: Sequence[int] = (0,)
-  momentum: float = 0.99
-  epsilon: float = 1e-5
-  use_scale: bool = True
-  use_bias: bool = True
-  scale_init: Callable = nn.initializers.ones
-  axis_name: Any = None
 
   @nn.compact
   def __call__(self, x, train: bool = False):

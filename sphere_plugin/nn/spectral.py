@@ -96,7 +96,7 @@ def to_spectral(x, grid, lmax: int, spins: Sequence[int]):
   check_spatial(x, grid, 'to_spectral')
   gnd = len(grid.shape)
   full = default_lmax(grid)
-  lmax_a = lmax if (getattr(grid, 'kind', '') == 'gaussian' or lmax >= full) else full
+  lmax_a = lmax if (grid.kind == 'gaussian' or lmax >= full) else full
   out = []
   for i, s in enumerate(spins):
     xs = jnp.moveaxis(x[..., i, :], -1, -1 - gnd)  # (*batch, C, *grid)
