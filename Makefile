@@ -23,3 +23,4 @@ test: $(STAMP)
 
 benchmark: $(STAMP)
 	$(PY) tools/benchmark.py
+	$(PY) tools/regrid_benchmark.py

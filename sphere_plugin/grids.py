@@ -484,14 +484,29 @@ def from_dataset(ds) -> Grid:
   Raises:
     ValueError: saying what was found, when this is not a global grid we know.
   """
-  lat_name, lon_name = _find(ds, _LAT_NAMES), _find(ds, _LON_NAMES)
-  if lat_name is not None and lon_name is not None and (
-      lat_name in ds.dims and lon_name in ds.dims):
+  dims = spatial_dims(ds)
+  if len(dims) == 2:
+    lon_name, lat_name = dims
     return _detect_latlon(np.asarray(ds[lat_name].values, dtype=np.float64),
                           np.asarray(ds[lon_name].values, dtype=np.float64))
+  return _detect_healpix(ds, dims[0])
+
+
+def spatial_dims(ds) -> tuple[str, ...]:
+  """Names of the spatial dims of a Dataset/DataArray in our axis order.
+
+  Returns (longitude_name, latitude_name) for lat-lon data, (pixel_name,) for
+  HEALPix, found as `from_dataset` finds them.
+
+  Raises:
+    ValueError: when there are no such dims.
+  """
+  lat_name, lon_name = _find(ds, _LAT_NAMES), _find(ds, _LON_NAMES)
+  if lat_name in ds.dims and lon_name in ds.dims:
+    return (lon_name, lat_name)
   pix_name = _find(ds, _PIX_NAMES)
   if pix_name is not None and pix_name in ds.dims:
-    return _detect_healpix(ds, pix_name)
+    return (pix_name,)
   raise ValueError(
       f'no global grid found: dims {dict(ds.sizes)}; need latitude and longitude '
       f'dims (named {_LAT_NAMES} / {_LON_NAMES}) or a HEALPix pixel dim '

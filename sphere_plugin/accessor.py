@@ -1,0 +1,258 @@
+"""The xarray accessor `ds.sphere` / `da.sphere`, registered on import of sphere_plugin.
+
+    import sphere_plugin
+    ds.sphere.grid                                  # the detected Grid
+    ds.sphere.regrid('healpix:32', method='conservative')
+
+Works by dimension name, whatever the dims order, latitude direction or
+longitude convention ([0, 360) or [-180, 180)). Non-spatial dims (time, level,
+member, ...) are carried through; dask-backed data stays lazy, so chunk a
+dataset that is larger than memory (e.g. `ds.chunk(time=8)`) and write the
+result with `to_zarr`, or use `tools/regrid.py`, which streams chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import xarray as xr
+
+from sphere_plugin import grids as grids_lib
+from sphere_plugin import regrid as regrid_lib
+
+# WeatherBench2 names of (eastward, northward) wind pairs, used by default.
+WB2_VECTOR_PAIRS = (
+    ('u_component_of_wind', 'v_component_of_wind'),
+    ('10m_u_component_of_wind', '10m_v_component_of_wind'),
+    ('100m_u_component_of_wind', '100m_v_component_of_wind'),
+)
+
+_MISSING_NOTE = ('missing values (NaN) skipped: each target value is the weighted mean '
+                 'over the valid part of its sources (weights renormalised); NaN where '
+                 'no valid source overlaps')
+
+
+def _is_dask(da: xr.DataArray) -> bool:
+  return da.chunks is not None
+
+
+def _canonical(ds, dims: tuple[str, ...]):
+  """Latitude ascending, longitudes in [0, 360) ascending starting at 0."""
+  if len(dims) != 2:
+    return ds
+  lon_name, lat_name = dims
+  lat = np.asarray(ds[lat_name].values, dtype=np.float64)
+  lon = np.mod(np.asarray(ds[lon_name].values, dtype=np.float64), 360.0)
+  lat_order, lon_order = np.argsort(lat, kind='stable'), np.argsort(lon, kind='stable')
+  index = {}
+  if np.any(lat_order != np.arange(lat.size)):
+    index[lat_name] = lat_order
+  if np.any(lon_order != np.arange(lon.size)):
+    index[lon_name] = lon_order
+  return ds.isel(index) if index else ds
+
+
+def _target_coords(target: grids_lib.Grid, names: tuple[str, ...]) -> dict:
+  if isinstance(target, grids_lib.HealpixGrid):
+    pixel = xr.Variable(('pixel',), np.arange(target.npix),
+                        attrs={'healpix_nside': target.nside, 'healpix_order': 'ring'})
+    return {'pixel': pixel,
+            'latitude': xr.Variable(('pixel',), target.latitudes, {'units': 'degrees_north'}),
+            'longitude': xr.Variable(('pixel',), target.longitudes, {'units': 'degrees_east'})}
+  lon_name, lat_name = names
+  return {lon_name: xr.Variable((lon_name,), target.longitudes, {'units': 'degrees_east'}),
+          lat_name: xr.Variable((lat_name,), target.latitudes, {'units': 'degrees_north'})}
+
+
+def _restore_layout(out, source_ds, src_dims, tgt_dims):
+  """Gives a lat-lon -> lat-lon result the input's dims order and conventions."""
+  if len(src_dims) != 2 or len(tgt_dims) != 2:
+    return out
+  lon_name, lat_name = src_dims
+  lat = np.asarray(source_ds[lat_name].values)
+  if lat.size > 1 and lat[0] > lat[-1]:
+    out = out.isel({lat_name: slice(None, None, -1)})
+  if np.any(np.asarray(source_ds[lon_name].values) < 0):
+    lon = np.mod(out[lon_name].values + 180.0, 360.0) - 180.0
+    out = out.assign_coords({lon_name: (lon_name, lon, out[lon_name].attrs)})
+    out = out.isel({lon_name: np.argsort(lon, kind='stable')})
+  for name, var in out.data_vars.items():
+    order = [d for d in source_ds[name].dims if d in var.dims] if name in source_ds else None
+    if order and len(order) == var.ndim:
+      out[name] = var.transpose(*order)
+  return out
+
+
+def _parse_pairs(vector_pairs, names) -> list[tuple[str, str]]:
+  if vector_pairs is None:
+    return []
+  if isinstance(vector_pairs, str) and vector_pairs == 'auto':
+    return [p for p in WB2_VECTOR_PAIRS if p[0] in names or p[1] in names]
+  pairs = []
+  for p in vector_pairs:
+    if isinstance(p, str):
+      if p.count(':') != 1:
+        raise ValueError(f'vector pair {p!r} is not of the form "u_name:v_name"')
+      p = tuple(p.split(':'))
+    pairs.append(tuple(p))
+  return pairs
+
+
+def plan(ds: xr.Dataset, target, method: str = 'spectral', *, variables=None,
+         vector_pairs='auto', lmax: int | None = None, taper: float | None = None):
+  """Checks a regrid request without touching the data.
+
+  Returns:
+    (ds restricted to `variables`, source grid, target grid, spatial dims,
+    names of the variables to regrid, names to drop, vector pairs, Regridder).
+
+  Raises:
+    ValueError: unknown grid or method, not a global grid, missing variables, a
+      vector pair with a component missing.
+  """
+  target = grids_lib.parse(target)
+  source = grids_lib.from_dataset(ds)
+  src_dims = grids_lib.spatial_dims(ds)
+  if variables is not None:
+    variables = [variables] if isinstance(variables, str) else list(variables)
+    missing = [v for v in variables if v not in ds.data_vars]
+    if missing:
+      raise ValueError(f'variables {missing} not in the dataset; it has '
+                       f'{sorted(map(str, ds.data_vars))}')
+    ds = ds[variables]
+  spatial = [n for n, v in ds.data_vars.items() if set(src_dims) <= set(v.dims)]
+  partial = [n for n, v in ds.data_vars.items()
+             if n not in spatial and set(src_dims) & set(v.dims)]
+  pairs = _parse_pairs(vector_pairs, spatial)
+  for u, v in pairs:
+    absent = [n for n in (u, v) if n not in spatial]
+    if absent:
+      raise ValueError(f'vector pair {u}:{v} is missing {absent} (spatial variables: '
+                       f'{spatial}); give both components, or vector_pairs=None to '
+                       'regrid them as scalars')
+  regridder = regrid_lib.regridder(source, target, method, lmax=lmax, taper=taper)
+  return ds, source, target, src_dims, spatial, partial, pairs, regridder
+
+
+def regrid_dataset(ds: xr.Dataset, target, method: str = 'spectral', *,
+                   variables=None, vector_pairs='auto', lmax: int | None = None,
+                   taper: float | None = None) -> xr.Dataset:
+  """Regrids every spatial variable of `ds` to `target`; see `DatasetAccessor.regrid`."""
+  ds, source, target, src_dims, spatial, partial, pairs, regridder = plan(
+      ds, target, method, variables=variables, vector_pairs=vector_pairs, lmax=lmax,
+      taper=taper)
+  if partial:
+    warnings.warn(f'dropping {partial}: they have some but not all of the spatial dims '
+                  f'{src_dims}, so they cannot be regridded')
+  paired = {n for p in pairs for n in p}
+
+  canon = _canonical(ds, src_dims)
+  names = src_dims if len(src_dims) == 2 else ('longitude', 'latitude')
+  tgt_dims = ('pixel',) if isinstance(target, grids_lib.HealpixGrid) else names
+  sizes = dict(zip(tgt_dims, target.shape))
+
+  def apply(func, *arrays, nout=1):
+    arrays = [a.chunk({d: -1 for d in src_dims}) if _is_dask(a) else a for a in arrays]
+    dtype = np.result_type(arrays[0].dtype, np.float32)
+
+    def regrid_block(*blocks):  # a plain named function: dask builds task keys from it
+      return func(*blocks)
+
+    return xr.apply_ufunc(
+        regrid_block, *arrays, input_core_dims=[list(src_dims)] * len(arrays),
+        output_core_dims=[list(tgt_dims)] * nout, exclude_dims=set(src_dims),
+        dask='parallelized', output_dtypes=[dtype] * nout, keep_attrs=True,
+        dask_gufunc_kwargs={'output_sizes': sizes})
+
+  out = {}
+  for n in spatial:
+    if n not in paired:
+      out[n] = apply(regridder, canon[n])
+  for u, v in pairs:
+    out[u], out[v] = apply(regridder.vector, canon[u], canon[v], nout=2)
+  for n in spatial:
+    if method != 'spectral':
+      out[n].attrs['regrid_missing_values'] = _MISSING_NOTE
+  rest = {n: v for n, v in ds.data_vars.items() if n not in spatial and n not in partial}
+  coords = {n: c for n, c in ds.coords.items() if not set(src_dims) & set(c.dims)}
+  coords.update(_target_coords(target, names))
+  result = xr.Dataset({**{n: out[n] if n in out else rest[n] for n in ds.data_vars
+                          if n in out or n in rest}},
+                      coords=coords, attrs=dict(ds.attrs))
+  result = _restore_layout(result, ds, src_dims, tgt_dims)
+  result.attrs.update({'grid': str(target), 'regrid_source_grid': str(source),
+                       'regrid_method': method})
+  if isinstance(target, grids_lib.HealpixGrid):
+    result.attrs.update({'healpix_nside': target.nside, 'healpix_order': 'ring'})
+  else:
+    for key in ('healpix_nside', 'healpix_order', 'nside', 'order'):
+      result.attrs.pop(key, None)
+  return result
+
+
+@xr.register_dataset_accessor('sphere')
+class DatasetAccessor:
+  """`ds.sphere`: grid detection and regridding of an xarray Dataset."""
+
+  def __init__(self, ds: xr.Dataset):
+    self._ds = ds
+
+  @property
+  def grid(self) -> grids_lib.Grid:
+    """The detected Grid (see `sphere_plugin.grids.from_dataset`)."""
+    return grids_lib.from_dataset(self._ds)
+
+  def regrid(self, target, method: str = 'spectral', *, variables=None,
+             vector_pairs='auto', lmax: int | None = None,
+             taper: float | None = None) -> xr.Dataset:
+    """Regrids the Dataset to `target`.
+
+    Args:
+      target: a Grid or its text form ('healpix:32', 'gaussian:128x64').
+      method: 'spectral' (default), 'conservative', 'bilinear' or 'nearest'
+        (see `sphere_plugin.regrid`).
+      variables: names to keep (default: all data variables). Variables without
+        spatial dims are carried unchanged; those with only some spatial dims
+        are dropped with a warning.
+      vector_pairs: (eastward, northward) pairs regridded as vectors: 'auto'
+        (the WB2 wind names present), None, or a list of ('u', 'v') tuples or
+        'u:v' strings. A pair with a component missing is an error.
+      lmax, taper: spectral options.
+
+    Returns:
+      a Dataset on the target grid. Lat-lon targets have `longitude`/`latitude`
+      dims (the input's names); from a lat-lon input the input's dims order,
+      latitude direction and longitude convention are kept. HEALPix targets
+      have a `pixel` dim (attrs healpix_nside, healpix_order='ring') with
+      per-pixel latitude/longitude coords. attrs are kept; `grid`,
+      `regrid_source_grid` and `regrid_method` are added. Dask-backed input
+      gives lazy output.
+    """
+    return regrid_dataset(self._ds, target, method, variables=variables,
+                          vector_pairs=vector_pairs, lmax=lmax, taper=taper)
+
+
+@xr.register_dataarray_accessor('sphere')
+class DataArrayAccessor:
+  """`da.sphere`: grid detection and (scalar) regridding of an xarray DataArray."""
+
+  def __init__(self, da: xr.DataArray):
+    self._da = da
+
+  @property
+  def grid(self) -> grids_lib.Grid:
+    """The detected Grid (see `sphere_plugin.grids.from_dataset`)."""
+    return grids_lib.from_dataset(self._da)
+
+  def regrid(self, target, method: str = 'spectral', *, lmax: int | None = None,
+             taper: float | None = None) -> xr.DataArray:
+    """Regrids the DataArray as a scalar field; see `DatasetAccessor.regrid`."""
+    name = self._da.name if self._da.name is not None else '__data__'
+    ds = self._da.to_dataset(name=name)
+    out = regrid_dataset(ds, target, method, vector_pairs=None, lmax=lmax, taper=taper)
+    da = out[name]
+    da.attrs.update({k: out.attrs[k] for k in ('grid', 'regrid_source_grid', 'regrid_method',
+                                               'healpix_nside', 'healpix_order')
+                     if k in out.attrs})
+    return da.rename(self._da.name)

@@ -1,0 +1,126 @@
+"""The ds.sphere / da.sphere accessor: layout handling, laziness, attrs, errors.
+
+Values are checked against `sphere_plugin.regrid` on arrays put into our axis
+conventions by hand (numpy transposes and flips, not the accessor's code).
+"""
+
+import dask.array
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import sphere_plugin  # registers the accessor
+from sphere_plugin import grids
+from sphere_plugin import regrid
+
+
+def wb2_like(nlon=32, nlat=17, times=4):
+  """ERA5/WB2-style: (time, level, latitude, longitude), latitude descending, lon -180..180."""
+  grid = grids.equiangular_with_poles(nlon, nlat)
+  lat = grid.latitudes[::-1]
+  lon = np.arange(nlon) * 360.0 / nlon - 180.0
+  la, lo = np.meshgrid(np.radians(lat), np.radians(lon), indexing='ij')
+  smooth = (np.cos(la) ** 2 * np.cos(lo) + 0.5 * np.sin(la)).astype(np.float32)
+  scale = (1 + np.arange(times))[:, None, None, None] * np.array([1.0, 2.0])[None, :, None, None]
+  sst = np.where(np.abs(la) < 0.5, np.nan, smooth)  # NaN over a "land" band
+  return xr.Dataset(
+      {'temperature': (('time', 'level', 'latitude', 'longitude'),
+                       (smooth * scale).astype(np.float32), {'units': 'K'}),
+       'sea_surface_temperature': (('time', 'latitude', 'longitude'),
+                                   np.repeat(sst[None], times, 0).astype(np.float32)),
+       'land_sea_mask': (('latitude', 'longitude'), smooth),
+       'co2': (('time',), np.arange(times, dtype=np.float32))},
+      coords={'time': pd.date_range('2020-01-01', periods=times, freq='6h'),
+              'level': [500, 850], 'latitude': lat, 'longitude': lon},
+      attrs={'title': 'test'}), grid
+
+
+def as_ours(da, lat='latitude', lon='longitude'):
+  """Our convention by hand: (..., lon from 0, lat ascending)."""
+  x = da.transpose(..., lon, lat).values[..., ::-1]
+  return np.roll(x, -np.argmin(np.mod(da[lon].values, 360)), axis=-2)
+
+
+@pytest.mark.parametrize('method', ['spectral', 'bilinear'])
+def test_regrid_to_healpix_from_a_wb2_layout(method):
+  ds, grid = wb2_like()
+  out = ds.sphere.regrid('healpix:8', method, variables=['temperature', 'land_sea_mask', 'co2'])
+  assert out.temperature.dims == ('time', 'level', 'pixel')
+  assert out.land_sea_mask.dims == ('pixel',)
+  xr.testing.assert_identical(out.co2, ds.co2)
+  assert out.pixel.attrs == {'healpix_nside': 8, 'healpix_order': 'ring'}
+  assert out.attrs['title'] == 'test' and out.attrs['grid'] == 'healpix:8'
+  assert out.attrs['regrid_method'] == method
+  assert out.temperature.attrs['units'] == 'K'
+  assert out.sphere.grid == grids.healpix(8)
+  np.testing.assert_allclose(out.latitude, grids.healpix(8).latitudes)
+  want = regrid.regrid(as_ours(ds.temperature), grid, 'healpix:8', method)
+  np.testing.assert_allclose(out.temperature.values, want, rtol=1e-6, atol=1e-6)
+
+
+def test_latlon_to_latlon_keeps_the_input_layout():
+  ds, grid = wb2_like()
+  out = ds.sphere.regrid('equiangular_with_poles:64x33', 'bilinear')
+  assert out.temperature.dims == ds.temperature.dims
+  assert out.latitude.values[0] == 90.0 and out.longitude.values[0] == -180.0
+  assert np.all(np.diff(out.longitude.values) > 0)
+  assert out.sphere.grid == grids.equiangular_with_poles(64, 33)
+  want = regrid.regrid(as_ours(ds.temperature), grid, 'equiangular_with_poles:64x33', 'bilinear')
+  np.testing.assert_allclose(as_ours(out.temperature), want, rtol=1e-6)
+  # Round trip through a finer grid and back lands on the input coordinates.
+  back = out.sphere.regrid(grid, 'bilinear')
+  xr.testing.assert_allclose(back.latitude, ds.latitude)
+  xr.testing.assert_allclose(back.longitude, ds.longitude)
+
+
+def test_conservative_skips_nans_and_says_so():
+  ds, grid = wb2_like()
+  out = ds.sphere.regrid('healpix:8', 'conservative')
+  sst = out.sea_surface_temperature
+  assert 'valid' in sst.attrs['regrid_missing_values']
+  assert 0 < float(sst.isnull().mean()) < 0.6
+  assert np.nanmax(sst.values) <= np.nanmax(ds.sea_surface_temperature.values) + 1e-6
+
+
+def test_dask_input_stays_lazy_and_matches():
+  ds, _ = wb2_like(times=6)
+  lazy = ds.chunk(time=2).sphere.regrid('gaussian:32x16', 'spectral',
+                                         variables=['temperature'])
+  assert isinstance(lazy.temperature.data, dask.array.Array)
+  assert lazy.temperature.data.chunks[0] == (2, 2, 2)
+  eager = ds.sphere.regrid('gaussian:32x16', 'spectral', variables=['temperature'])
+  xr.testing.assert_allclose(lazy.compute(), eager, rtol=1e-6)
+
+
+def test_vector_pairs_default_to_wb2_winds():
+  ds, _ = wb2_like()
+  ds['u_component_of_wind'] = ds.temperature
+  ds['v_component_of_wind'] = ds.temperature * 0
+  out = ds.sphere.regrid('healpix:4', 'nearest', variables=['u_component_of_wind',
+                                                           'v_component_of_wind'])
+  # Nearest as a vector: rotated into the target frames, so v is not all zero.
+  assert float(abs(out.v_component_of_wind).max()) > 0
+  scalar = ds.sphere.regrid('healpix:4', 'nearest', vector_pairs=None,
+                            variables=['u_component_of_wind', 'v_component_of_wind'])
+  assert float(abs(scalar.v_component_of_wind).max()) == 0
+  with pytest.raises(ValueError, match='missing'):
+    ds.sphere.regrid('healpix:4', variables=['u_component_of_wind'])
+
+
+def test_errors_and_dataarray_accessor():
+  ds, _ = wb2_like()
+  with pytest.raises(ValueError, match='not in the dataset'):
+    ds.sphere.regrid('healpix:4', variables=['geopotential'])
+  with pytest.raises(ValueError, match='unknown grid kind'):
+    ds.sphere.regrid('cubed:32')
+  with pytest.raises(ValueError, match='latitude'):
+    ds.isel(latitude=slice(0, 10)).sphere.grid
+  ds['zonal_mean'] = ds.temperature.mean('longitude')
+  with pytest.warns(UserWarning, match='zonal_mean'):
+    out = ds.sphere.regrid('healpix:4', variables=['temperature', 'zonal_mean'])
+  assert 'zonal_mean' not in out
+  da = ds.temperature.sphere.regrid('healpix:4')
+  assert da.name == 'temperature' and da.dims == ('time', 'level', 'pixel')
+  assert da.attrs['healpix_nside'] == 4 and da.attrs['units'] == 'K'
+  assert ds.temperature.sphere.grid == grids.equiangular_with_poles(32, 17)
