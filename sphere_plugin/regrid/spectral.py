@@ -8,6 +8,8 @@ transform, so winds stay right at and near the poles. The transforms are JAX
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -94,7 +96,13 @@ class SpectralRegridder(base.Regridder):
     if np.iscomplexobj(x):
       raise ValueError('spectral regridding takes real fields; regrid the real and '
                        'imaginary parts separately')
-    return self._out(self._scalar(jnp.asarray(x)), x)
+    y = self._out(self._scalar(jnp.asarray(x)), x)
+    if not isinstance(x, jax.Array) and np.size(x) and np.min(x) >= 0 and np.min(y) < 0:
+      warnings.warn(
+          'a non-negative field got negative values from spectral regridding (Gibbs '
+          "ringing at sharp features); use method='conservative' for precipitation-like "
+          'fields, or a taper', stacklevel=2)
+    return y
 
   def vector(self, u, v):
     self._check(u, v)
