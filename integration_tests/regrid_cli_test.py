@@ -177,3 +177,28 @@ def test_an_interrupted_run_leaves_nothing_that_looks_complete(input_zarr, tmp_p
   with pytest.raises(KeyboardInterrupt):
     cli.regrid_file(path, out, 'healpix:4', 'nearest', chunk='time=2', progress=False)
   assert os.listdir(tmp_path) == []
+
+
+def test_cli_streams_mixed_variables_along_a_default_time_like_dim(tmp_path):
+  """Later chunks hold only some variables: static winds, a time series, a zonal mean."""
+  ds = make_input(str(tmp_path / 'tmp.zarr'), times=7).rename(time='valid_time')
+  ds['10m_u_component_of_wind'] = ds.u_component_of_wind.isel(valid_time=0, level=0, drop=True)
+  ds['10m_v_component_of_wind'] = ds.v_component_of_wind.isel(valid_time=0, level=0, drop=True)
+  ds['co2'] = ('valid_time', np.arange(7.0))
+  ds['zonal_mean'] = ds.temperature.mean('longitude')
+  path = str(tmp_path / 'in.nc')
+  ds.to_netcdf(path)
+  out_path = str(tmp_path / 'out.zarr')
+  args = [f'--input={path}', f'--output={out_path}', '--grid=healpix:4', '--method=nearest']
+  with flagsaver.flagsaver(), pytest.warns(UserWarning, match='zonal_mean'):
+    flags.FLAGS(['regrid', *args])
+    assert cli.main(['regrid']) == 0
+  assert cli.default_chunk_dim(ds, ('longitude', 'latitude')) == 'valid_time'
+  out = xr.open_zarr(out_path).load()
+  assert 'zonal_mean' not in out and out.sizes['valid_time'] == 7
+  np.testing.assert_array_equal(out.co2.values, np.arange(7.0))
+  with pytest.warns(UserWarning, match='zonal_mean'):
+    want = ds.sphere.regrid('healpix:4', 'nearest')
+  for name in ('temperature', 'u_component_of_wind', '10m_u_component_of_wind',
+               '10m_v_component_of_wind', 'sea_surface_temperature'):
+    np.testing.assert_allclose(out[name].values, want[name].values, rtol=1e-6, atol=1e-6)

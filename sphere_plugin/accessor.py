@@ -43,8 +43,10 @@ def _canonical(ds, dims: tuple[str, ...]):
     return ds
   lon_name, lat_name = dims
   lat = np.asarray(ds[lat_name].values, dtype=np.float64)
-  lon = np.mod(np.asarray(ds[lon_name].values, dtype=np.float64), 360.0)
-  lat_order, lon_order = np.argsort(lat, kind='stable'), np.argsort(lon, kind='stable')
+  lon = np.asarray(ds[lon_name].values, dtype=np.float64)
+  # Grid index of each longitude (robust to -1e-11 standing for 0).
+  index_of_lon = np.mod(np.round(lon * lon.size / 360.0), lon.size).astype(np.int64)
+  lat_order, lon_order = np.argsort(lat, kind='stable'), np.argsort(index_of_lon, kind='stable')
   index = {}
   if np.any(lat_order != np.arange(lat.size)):
     index[lat_name] = lat_order
@@ -53,7 +55,7 @@ def _canonical(ds, dims: tuple[str, ...]):
   return ds.isel(index) if index else ds
 
 
-def _target_coords(target: grids_lib.Grid, names: tuple[str, ...]) -> dict:
+def _target_coords(target: grids_lib.Grid, names: tuple[str, ...], ds) -> dict:
   if isinstance(target, grids_lib.HealpixGrid):
     pixel = xr.Variable(('pixel',), np.arange(target.npix),
                         attrs={'healpix_nside': target.nside, 'healpix_order': 'ring'})
@@ -61,8 +63,11 @@ def _target_coords(target: grids_lib.Grid, names: tuple[str, ...]) -> dict:
             'latitude': xr.Variable(('pixel',), target.latitudes, {'units': 'degrees_north'}),
             'longitude': xr.Variable(('pixel',), target.longitudes, {'units': 'degrees_east'})}
   lon_name, lat_name = names
-  return {lon_name: xr.Variable((lon_name,), target.longitudes, {'units': 'degrees_east'}),
-          lat_name: xr.Variable((lat_name,), target.latitudes, {'units': 'degrees_north'})}
+  # Keep the input's coordinate attrs (long_name, standard_name, ...) when it has them.
+  lon_attrs = {'units': 'degrees_east', **(ds[lon_name].attrs if lon_name in ds.dims else {})}
+  lat_attrs = {'units': 'degrees_north', **(ds[lat_name].attrs if lat_name in ds.dims else {})}
+  return {lon_name: xr.Variable((lon_name,), target.longitudes, lon_attrs),
+          lat_name: xr.Variable((lat_name,), target.latitudes, lat_attrs)}
 
 
 def _restore_layout(out, source_ds, src_dims, tgt_dims):
@@ -124,6 +129,11 @@ def plan(ds: xr.Dataset, target, method: str = 'spectral', *, variables=None,
   spatial = [n for n, v in ds.data_vars.items() if set(src_dims) <= set(v.dims)]
   partial = [n for n, v in ds.data_vars.items()
              if n not in spatial and set(src_dims) & set(v.dims)]
+  not_numeric = [n for n in spatial if not (np.issubdtype(ds[n].dtype, np.number)
+                                            or np.issubdtype(ds[n].dtype, np.bool_))]
+  if not_numeric:
+    raise ValueError(f'variables {not_numeric} are not numeric and cannot be regridded; '
+                     'leave them out with variables=[...]')
   pairs = _parse_pairs(vector_pairs, spatial)
   for u, v in pairs:
     absent = [n for n in (u, v) if n not in spatial]
@@ -144,7 +154,14 @@ def regrid_dataset(ds: xr.Dataset, target, method: str = 'spectral', *,
       taper=taper)
   if partial:
     warnings.warn(f'dropping {partial}: they have some but not all of the spatial dims '
-                  f'{src_dims}, so they cannot be regridded')
+                  f'{src_dims}, so they cannot be regridded', stacklevel=3)
+  dropped_coords = [n for n, c in ds.coords.items()
+                    if n not in src_dims and set(src_dims) & set(c.dims)
+                    and not (isinstance(source, grids_lib.HealpixGrid) and n in (
+                        'latitude', 'longitude', 'lat', 'lon'))]
+  if dropped_coords:
+    warnings.warn(f'dropping coordinates {dropped_coords} on the spatial dims; to regrid '
+                  'them, make them data variables (ds.reset_coords())', stacklevel=3)
   paired = {n for p in pairs for n in p}
 
   canon = _canonical(ds, src_dims)
@@ -154,7 +171,7 @@ def regrid_dataset(ds: xr.Dataset, target, method: str = 'spectral', *,
 
   def apply(func, *arrays, nout=1):
     arrays = [a.chunk({d: -1 for d in src_dims}) if _is_dask(a) else a for a in arrays]
-    dtype = np.result_type(arrays[0].dtype, np.float32)
+    dtype = regrid_lib.result_dtype(arrays[0].dtype)
 
     def regrid_block(*blocks):  # a plain named function: dask builds task keys from it
       return func(*blocks)
@@ -176,7 +193,7 @@ def regrid_dataset(ds: xr.Dataset, target, method: str = 'spectral', *,
       out[n].attrs['regrid_missing_values'] = _MISSING_NOTE
   rest = {n: v for n, v in ds.data_vars.items() if n not in spatial and n not in partial}
   coords = {n: c for n, c in ds.coords.items() if not set(src_dims) & set(c.dims)}
-  coords.update(_target_coords(target, names))
+  coords.update(_target_coords(target, names, ds))
   result = xr.Dataset({**{n: out[n] if n in out else rest[n] for n in ds.data_vars
                           if n in out or n in rest}},
                       coords=coords, attrs=dict(ds.attrs))
@@ -186,8 +203,11 @@ def regrid_dataset(ds: xr.Dataset, target, method: str = 'spectral', *,
   if isinstance(target, grids_lib.HealpixGrid):
     result.attrs.update({'healpix_nside': target.nside, 'healpix_order': 'ring'})
   else:
-    for key in ('healpix_nside', 'healpix_order', 'nside', 'order'):
-      result.attrs.pop(key, None)
+    result.attrs.pop('healpix_nside', None)
+    result.attrs.pop('healpix_order', None)
+  if isinstance(source, grids_lib.HealpixGrid):  # generic names, stale now
+    result.attrs.pop('nside', None)
+    result.attrs.pop('order', None)
   return result
 
 

@@ -124,3 +124,27 @@ def test_errors_and_dataarray_accessor():
   assert da.name == 'temperature' and da.dims == ('time', 'level', 'pixel')
   assert da.attrs['healpix_nside'] == 4 and da.attrs['units'] == 'K'
   assert ds.temperature.sphere.grid == grids.equiangular_with_poles(32, 17)
+
+
+def test_longitude_zero_stored_as_tiny_negative_is_still_column_zero():
+  grid = grids.equiangular_with_poles(144, 73)
+  lon = np.arange(144) * 2.5 - 180.0
+  lon[72] = -1e-9  # what np.arange(-180, 180, step) can give for 0
+  field = np.cos(np.radians(lon))[None] * np.cos(np.radians(grid.latitudes))[:, None]
+  ds = xr.Dataset({'f': (('lat', 'lon'), field)}, coords={'lat': grid.latitudes, 'lon': lon})
+  out = ds.sphere.regrid(grid, 'bilinear')
+  np.testing.assert_allclose(out.f.values, field, atol=1e-12)
+
+
+def test_dropped_coordinates_warn_and_dtypes_match_when_lazy():
+  ds, _ = wb2_like()
+  ds = ds.assign_coords(land=ds.land_sea_mask > 0.5)
+  with pytest.warns(UserWarning, match="coordinates \\['land'\\]"):
+    ds.sphere.regrid('healpix:4', 'nearest', variables=['land_sea_mask'])
+  ints = xr.Dataset({'mask': (ds.land_sea_mask > 0).astype(np.int8)})
+  for method in ('nearest', 'spectral'):
+    lazy = ints.chunk().sphere.regrid('healpix:4', method)
+    assert lazy.mask.dtype == lazy.mask.compute().dtype == np.float32
+  strings = ds.assign(name=ds.land_sea_mask.astype(str))
+  with pytest.raises(ValueError, match="\\['name'\\] are not numeric"):
+    strings.sphere.regrid('healpix:4', 'nearest')

@@ -513,11 +513,26 @@ def spatial_dims(ds) -> tuple[str, ...]:
       f'(named {_PIX_NAMES})')
 
 
-def _detect_healpix(ds, pix_name: str) -> HealpixGrid:
-  npix = int(ds.sizes[pix_name])
+def _healpix_attrs(ds, pix_name: str) -> dict:
+  """HEALPix attrs from the dataset, the pixel coordinate and any grid-mapping variable."""
   attrs = dict(getattr(ds, 'attrs', {}))
   if pix_name in ds.coords:
-    attrs = {**attrs, **ds[pix_name].attrs}
+    attrs.update(ds[pix_name].attrs)
+  variables = getattr(ds, 'variables', {})
+  # CF grid mapping (easy.gems / nextGEMS style: a `crs` variable).
+  mapping_names = {str(v.attrs['grid_mapping']) for v in variables.values()
+                   if 'grid_mapping' in v.attrs}
+  if hasattr(ds, 'attrs') and 'grid_mapping' in ds.attrs:
+    mapping_names.add(str(ds.attrs['grid_mapping']))
+  for name, v in variables.items():
+    if name in mapping_names or str(v.attrs.get('grid_mapping_name', '')).lower() == 'healpix':
+      attrs.update(v.attrs)
+  return attrs
+
+
+def _detect_healpix(ds, pix_name: str) -> HealpixGrid:
+  npix = int(ds.sizes[pix_name])
+  attrs = _healpix_attrs(ds, pix_name)
   nside = int(round(np.sqrt(npix / 12)))
   if 12 * nside * nside != npix:
     raise ValueError(f'dim {pix_name!r} has {npix} points, which is not 12*nside^2 '
@@ -530,7 +545,28 @@ def _detect_healpix(ds, pix_name: str) -> HealpixGrid:
   if order not in ('ring',):
     raise ValueError(f'HEALPix order {order!r} found; sphere_plugin works in RING '
                      'order: reorder with grids.ring_to_nested / nested_to_ring')
-  return HealpixGrid(nside)
+  grid = HealpixGrid(nside)
+  # The data must be stored in RING order, pixel i at index i: check what the
+  # coordinates say.
+  if pix_name in ds.coords and np.issubdtype(ds[pix_name].dtype, np.integer):
+    if np.any(np.asarray(ds[pix_name].values) != np.arange(npix)):
+      raise ValueError(f'the {pix_name!r} coordinate is not 0..{npix - 1} in order; sort '
+                       f'the data by it first (ds.sortby({pix_name!r}))')
+  lat_name, lon_name = _find(ds, _LAT_NAMES), _find(ds, _LON_NAMES)
+  if (lat_name is not None and lon_name is not None
+      and ds[lat_name].dims == (pix_name,) and ds[lon_name].dims == (pix_name,)):
+    lat = np.radians(np.asarray(ds[lat_name].values, np.float64))
+    lon = np.radians(np.asarray(ds[lon_name].values, np.float64))
+    ref_lat, ref_lon = np.radians(grid.latitudes), np.radians(grid.longitudes)
+    cos_d = (np.sin(lat) * np.sin(ref_lat)
+             + np.cos(lat) * np.cos(ref_lat) * np.cos(lon - ref_lon))
+    worst = np.degrees(np.arccos(np.clip(cos_d.min(), -1, 1)))
+    if worst > 1e-3:
+      raise ValueError(f'the per-pixel {lat_name}/{lon_name} coordinates are not the '
+                       f'RING-order centres of healpix:{nside} (off by up to {worst:.3g} '
+                       'degrees); NESTED data must be reordered with '
+                       'grids.nested_to_ring first')
+  return grid
 
 
 def _latlon_candidates(nlat: int):

@@ -495,3 +495,28 @@ def test_from_dataset_rejects_no_grid_dims():
   ds = xr.Dataset({'t': (('y', 'x'), np.zeros((4, 5)))})
   message = _error(ds)
   assert 'latitude' in message and 'pixel' in message and "'x': 5" in message
+
+
+def _healpix_dataset(nside, nest=False, **attrs):
+  theta, phi = healpy.pix2ang(nside, np.arange(12 * nside**2), nest=nest)
+  lat, lon = 90 - np.degrees(theta), np.degrees(phi)
+  return xr.Dataset({'tas': (('cell',), np.sin(np.radians(lat)))},
+                    coords={'cell': np.arange(lat.size), 'lat': ('cell', lat),
+                            'lon': ('cell', lon)}, attrs=attrs)
+
+
+def test_from_dataset_healpix_refuses_nested_or_permuted_data():
+  """easy.gems-style layouts: a `cell` dim, per-pixel lat/lon, a `crs` grid mapping."""
+  ring = _healpix_dataset(8)
+  assert grids.from_dataset(ring) == grids.healpix(8)
+  nested = _healpix_dataset(8, nest=True)
+  nested['crs'] = ((), 0, {'grid_mapping_name': 'healpix', 'healpix_nside': 8,
+                           'healpix_order': 'nest'})
+  with pytest.raises(ValueError, match="order 'nest'"):
+    grids.from_dataset(nested)
+  with pytest.raises(ValueError, match='not the RING-order centres'):
+    grids.from_dataset(nested.drop_vars('crs'))  # the coordinates give it away
+  permuted = ring.isel(cell=np.random.default_rng(0).permutation(768))
+  with pytest.raises(ValueError, match='sortby'):
+    grids.from_dataset(permuted)
+  assert grids.from_dataset(permuted.sortby('cell')) == grids.healpix(8)

@@ -53,10 +53,14 @@ def open_dataset(path: str) -> xr.Dataset:
   """Opens a zarr store (xarray-tensorstore) or netCDF file lazily."""
   if not os.path.exists(path):
     raise FileNotFoundError(f'input {path!r} does not exist')
-  if os.path.isdir(path):
-    import xarray_tensorstore  # pylint: disable=g-import-not-at-top
-    return xarray_tensorstore.open_zarr(path)
-  return xr.open_dataset(path)
+  try:
+    if os.path.isdir(path):
+      import xarray_tensorstore  # pylint: disable=g-import-not-at-top
+      return xarray_tensorstore.open_zarr(path)
+    return xr.open_dataset(path)
+  except Exception as e:  # pylint: disable=broad-except
+    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    raise ValueError(f'cannot read {path!r} as a zarr store or netCDF file: {first}') from e
 
 
 def _load(ds: xr.Dataset) -> xr.Dataset:
@@ -78,10 +82,20 @@ def parse_vector_pairs(text: str | None):
   return [p.strip() for p in text.split(',') if p.strip()]
 
 
+def default_chunk_dim(ds: xr.Dataset, spatial: tuple[str, ...]) -> str | None:
+  """The dim streamed by default: a time-like dim if any (time, valid_time,
+  init_time, ...), else the first other non-spatial dim of the data variables."""
+  dims = [d for v in ds.data_vars.values() for d in v.dims if d not in spatial]
+  dims = list(dict.fromkeys(dims))
+  timelike = [d for d in dims if 'time' in str(d).lower()]
+  return (timelike or dims or [None])[0]
+
+
 def parse_chunk(text: str | None, ds: xr.Dataset, spatial: tuple[str, ...]):
-  """'time=8' -> ('time', 8); default time=8 if present, else (None, 0)."""
+  """'time=8' -> ('time', 8); default (default_chunk_dim, 8), or (None, 0)."""
   if not text:
-    return ('time', 8) if 'time' in ds.dims else (None, 0)
+    dim = default_chunk_dim(ds, spatial)
+    return (dim, 8) if dim is not None else (None, 0)
   name, _, size = text.partition('=')
   if name not in ds.dims:
     raise ValueError(f'--chunk dim {name!r} is not a dim of the input (dims: {dict(ds.sizes)})')
@@ -142,6 +156,18 @@ def _remove(path: str) -> None:
     os.remove(path)
 
 
+def _regrid_later_chunk(part, dim, target, to_regrid, partial, pairs, options):
+  """A chunk after the first: only the variables with the chunk dim."""
+  names = [n for n, v in part.data_vars.items() if dim in v.dims and n not in partial]
+  spatial = [n for n in names if n in to_regrid]
+  rest = _load(part[[n for n in names if n not in to_regrid]])
+  if not spatial:
+    return rest
+  present = [p for p in pairs if p[0] in spatial]  # plan() checked that pairs are whole
+  out = accessor.regrid_dataset(_load(part[spatial]), target, vector_pairs=present, **options)
+  return out.assign({n: rest[n] for n in rest.data_vars})
+
+
 def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral', *,
                 variables=None, vector_pairs='auto', chunk: str | None = None,
                 overwrite: bool = False, lmax: int | None = None,
@@ -163,26 +189,29 @@ def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral
   target = grids.parse(grid)
   _check_output(output, overwrite)
   ds = open_dataset(input_path)
-  ds = accessor.plan(ds, target, method, variables=variables, vector_pairs=vector_pairs,
-                     lmax=lmax, taper=taper)[0]  # every check before any work
-  spatial = grids.spatial_dims(ds)
+  # Every check before any work.
+  ds, _, _, spatial, to_regrid, partial, pairs, _ = accessor.plan(
+      ds, target, method, variables=variables, vector_pairs=vector_pairs, lmax=lmax,
+      taper=taper)
   dim, size = parse_chunk(chunk, ds, spatial)
   steps = [slice(None)] if dim is None else [
       slice(i, min(i + size, ds.sizes[dim])) for i in range(0, ds.sizes[dim], size)]
   to_zarr = output.rstrip('/').endswith('.zarr')
   tmp = f'{output.rstrip("/")}.partial-{os.getpid()}'
   tmp_store = tmp if to_zarr else tmp + '.zarr'
-  options = dict(method=method, vector_pairs=vector_pairs, lmax=lmax, taper=taper)
+  options = dict(method=method, lmax=lmax, taper=taper)
   started = time.time()
   try:
     bar = tqdm.tqdm(steps, desc=f'regrid to {target}', unit='chunk', disable=not progress,
                     file=sys.stderr)
     for i, step in enumerate(bar):
       part = ds if dim is None else ds.isel({dim: step})
-      if i > 0:  # variables without the chunk dim were written with the first chunk
-        part = part[[n for n, v in part.data_vars.items() if dim in v.dims]]
+      if i == 0:
+        out = accessor.regrid_dataset(_load(part), target, vector_pairs=pairs, **options)
+      else:  # variables without the chunk dim were written with the first chunk
+        out = _regrid_later_chunk(part, dim, target, to_regrid, partial, pairs, options)
       # The input's storage encoding (codecs, chunks) does not fit the new shapes.
-      out = accessor.regrid_dataset(_load(part), target, **options).drop_encoding()
+      out = out.drop_encoding()
       if i == 0:
         out.to_zarr(tmp_store, mode='w', encoding=_time_encoding(out), zarr_format=2)
       else:

@@ -32,6 +32,7 @@ from sphere_plugin import grids as grids_lib
 from sphere_plugin.regrid import conservative
 from sphere_plugin.regrid import interpolation
 from sphere_plugin.regrid.base import Regridder
+from sphere_plugin.regrid.base import result_dtype
 from sphere_plugin.regrid.conservative import cell_areas
 from sphere_plugin.regrid.sparse import SparseRegridder
 from sphere_plugin.regrid.spectral import SpectralRegridder
@@ -92,5 +93,5 @@ def regrid_vector(u, v, source, target, method: str = 'spectral', **options):
   return regridder(source, target, method, **options).vector(u, v)
 
 
-__all__ = ['METHODS', 'Regridder', 'SparseRegridder', 'SpectralRegridder', 'cell_areas',
+__all__ = ['METHODS', 'Regridder', 'result_dtype', 'SparseRegridder', 'SpectralRegridder', 'cell_areas',
            'regrid', 'regrid_vector', 'regridder']

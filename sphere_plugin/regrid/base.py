@@ -7,6 +7,12 @@ import numpy as np
 from sphere_plugin import grids as grids_lib
 
 
+def result_dtype(dtype) -> np.dtype:
+  """Output dtype of every regridder: the input's float dtype, float32 otherwise."""
+  dtype = np.dtype(dtype)
+  return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float32)
+
+
 class Regridder:
   """Maps fields from `source` to `target` with one method; build it once, call often.
 

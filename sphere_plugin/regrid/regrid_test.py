@@ -263,3 +263,24 @@ def test_conservative_matches_dinosaur_on_latlon_pairs(source, target):
                                                           grids.to_dinosaur(target))
     ref = np.asarray(dino(jax.numpy.asarray(x)))
   np.testing.assert_allclose(regrid.regrid(x, source, target, 'conservative'), ref, atol=1e-12)
+
+
+def test_healpix_source_defaults_to_its_exact_band_limit():
+  """At 3*nside-1 even a degree-1 field comes back with ~1e-3 errors; 2*nside is exact."""
+  hp, target = grids.parse('healpix:16'), grids.parse('gaussian:128x64')
+  assert regrid.regridder(hp, target).lmax == 32
+  lon, lat = points.lonlat(hp)
+  y = regrid.regrid(np.cos(lat) * np.cos(lon), hp, target)
+  tlon, tlat = points.lonlat(target)
+  np.testing.assert_allclose(y.ravel(), np.cos(tlat) * np.cos(tlon), atol=1e-5)
+
+
+def test_numpy_inputs_of_any_shape_reuse_a_few_compiled_programs():
+  r = regrid.SpectralRegridder(grids.parse('gaussian:16x8'), grids.parse('healpix:4'))
+  x = band_limited(grids.parse('gaussian:16x8'), 7, batch=17).astype(np.float32)
+  whole = r(x)
+  for shape in [(3,), (5, 2), (), (17,)]:
+    n = int(np.prod(shape))
+    np.testing.assert_allclose(r(x[:n].reshape(shape + (16, 8))),
+                               whole[:n].reshape(shape + (192,)), atol=1e-6)
+  assert r._scalar._cache_size() == 3  # blocks of 16, 4 and 1 fields

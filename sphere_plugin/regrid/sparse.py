@@ -53,7 +53,7 @@ class SparseRegridder(base.Regridder):
   def __call__(self, x):
     x = np.asarray(x)
     lead, size = self._split(x)
-    dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
+    dtype = base.result_dtype(x.dtype)
     columns = x.reshape(-1, size).T.astype(np.float64)
     y = self._apply(columns).T.reshape(lead + self.target.shape)
     return y.astype(dtype)
@@ -63,7 +63,7 @@ class SparseRegridder(base.Regridder):
     if u.shape != v.shape:
       raise ValueError(f'u and v shapes differ: {u.shape} vs {v.shape}')
     lead, size = self._split(u)
-    dtype = u.dtype if np.issubdtype(u.dtype, np.floating) else np.float64
+    dtype = base.result_dtype(u.dtype)
     u2, v2 = u.reshape(-1, size).T, v.reshape(-1, size).T  # (size, n)
     # A vector with one component missing is missing.
     u2 = np.where(np.isnan(v2), np.nan, u2)

@@ -1,7 +1,9 @@
 """Spectral regridding: analysis on the source grid, synthesis on the target.
 
 Exact for fields band-limited to `lmax` (up to float rounding and, for a
-HEALPix source, the iterative analysis). Vector pairs go through the spin-1
+HEALPix source, the iterative analysis). Runs in float32, or in float64 for
+float64 input when JAX x64 is enabled (`jax.config.update('jax_enable_x64',
+True)`); the output has the input's float dtype either way. Vector pairs go through the spin-1
 transform, so winds stay right at and near the poles. The transforms are JAX
 (`sphere_plugin.sht`), jitted once per regridder and input shape.
 """
@@ -19,8 +21,25 @@ from sphere_plugin import sht
 from sphere_plugin.regrid import base
 
 
+# numpy input runs in blocks of this many fields (the remainder padded to a
+# power of two), so any input shape reuses at most a few compiled programs.
+BLOCK = 16
+
+
 def default_lmax(source: grids_lib.Grid, target: grids_lib.Grid) -> int:
-  """min(source.lmax, target.lmax): what both grids resolve."""
+  """What both grids resolve: min of their lmax, with 2*nside for a HEALPix source.
+
+  HEALPix analysis is exact only up to 2*nside (`grid.exact_quadrature_lmax`);
+  at healpy's conventional 3*nside - 1 even a degree-1 field comes back with
+  1e-3 errors, so a HEALPix source is analysed at 2*nside by default.
+  """
+  source_lmax = (source.exact_quadrature_lmax if isinstance(source, grids_lib.HealpixGrid)
+                 else source.lmax)
+  return min(source_lmax, target.lmax)
+
+
+def max_lmax(source: grids_lib.Grid, target: grids_lib.Grid) -> int:
+  """The largest lmax one may ask for: min(source.lmax, target.lmax)."""
   return min(source.lmax, target.lmax)
 
 
@@ -59,9 +78,9 @@ class SpectralRegridder(base.Regridder):
                lmax: int | None = None, taper: float | None = None):
     self.source, self.target = source, target
     self.lmax = default_lmax(source, target) if lmax is None else int(lmax)
-    if not 0 <= self.lmax <= default_lmax(source, target):
+    if not 0 <= self.lmax <= max_lmax(source, target):
       raise ValueError(f'lmax {self.lmax} is beyond what {source} and {target} '
-                       f'resolve (at most {default_lmax(source, target)})')
+                       f'resolve (at most {max_lmax(source, target)})')
     self.taper = taper
     window = taper_window(self.lmax, taper)[:, None]
 
@@ -84,20 +103,36 @@ class SpectralRegridder(base.Regridder):
                          "complete fields: use method='conservative', which renormalises "
                          'over the valid cells')
 
-  @staticmethod
-  def _out(y, like):
-    if isinstance(like, jax.Array):
-      return y
-    dtype = np.asarray(like).dtype
-    return np.asarray(y).astype(dtype if np.issubdtype(dtype, np.floating) else np.float32)
+  def _blocked(self, fn, *arrays):
+    """Applies fn to numpy fields in fixed-size blocks; returns numpy outputs."""
+    lead, _ = self._split(arrays[0])
+    dtype = base.result_dtype(arrays[0].dtype)
+    flat = [np.asarray(a).reshape((-1,) + self.source.shape) for a in arrays]
+    n = flat[0].shape[0]
+    outs = []
+    for start in range(0, n, BLOCK):
+      block = [f[start:start + BLOCK] for f in flat]
+      m = block[0].shape[0]
+      size = BLOCK if m == BLOCK else 1 << (m - 1).bit_length()
+      pad = ((0, size - m),) + ((0, 0),) * len(self.source.shape)
+      y = fn(*[jnp.asarray(np.pad(b, pad).astype(
+          b.dtype if np.issubdtype(b.dtype, np.floating) else np.float32)) for b in block])
+      y = y if isinstance(y, tuple) else (y,)
+      outs.append([np.asarray(part)[:m] for part in y])
+    results = [np.concatenate(parts).reshape(lead + self.target.shape).astype(dtype)
+               for parts in zip(*outs)]
+    return results if len(results) > 1 else results[0]
 
   def __call__(self, x):
     self._check(x)
     if np.iscomplexobj(x):
       raise ValueError('spectral regridding takes real fields; regrid the real and '
                        'imaginary parts separately')
-    y = self._out(self._scalar(jnp.asarray(x)), x)
-    if not isinstance(x, jax.Array) and np.size(x) and np.min(x) >= 0 and np.min(y) < 0:
+    if isinstance(x, jax.Array):  # JAX input (also under jit/grad): one traced call
+      return self._scalar(x)
+    x = np.asarray(x)
+    y = self._blocked(self._scalar, x)
+    if x.size and np.min(x) >= 0 and np.min(y) < 0:
       warnings.warn(
           'a non-negative field got negative values from spectral regridding (Gibbs '
           "ringing at sharp features); use method='conservative' for precipitation-like "
@@ -106,8 +141,12 @@ class SpectralRegridder(base.Regridder):
 
   def vector(self, u, v):
     self._check(u, v)
-    uo, vo = self._vector(jnp.asarray(u), jnp.asarray(v))
-    return self._out(uo, u), self._out(vo, v)
+    if isinstance(u, jax.Array) or isinstance(v, jax.Array):
+      return self._vector(jnp.asarray(u), jnp.asarray(v))
+    u, v = np.asarray(u), np.asarray(v)
+    if u.shape != v.shape:
+      raise ValueError(f'u and v shapes differ: {u.shape} vs {v.shape}')
+    return tuple(self._blocked(self._vector, u, v))
 
   def __repr__(self) -> str:
     return (f'SpectralRegridder({self.source} -> {self.target}, lmax={self.lmax}, '
