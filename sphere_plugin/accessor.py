@@ -211,17 +211,21 @@ def regrid_dataset(ds: xr.Dataset, target, method: str = 'spectral', *,
   return result
 
 
-@xr.register_dataset_accessor('sphere')
-class DatasetAccessor:
-  """`ds.sphere`: grid detection and regridding of an xarray Dataset."""
+class _Accessor:
+  """What `ds.sphere` and `da.sphere` share: the wrapped object and its grid."""
 
-  def __init__(self, ds: xr.Dataset):
-    self._ds = ds
+  def __init__(self, obj):
+    self._obj = obj
 
   @property
   def grid(self) -> grids_lib.Grid:
     """The detected Grid (see `sphere_plugin.grids.from_dataset`)."""
-    return grids_lib.from_dataset(self._ds)
+    return grids_lib.from_dataset(self._obj)
+
+
+@xr.register_dataset_accessor('sphere')
+class DatasetAccessor(_Accessor):
+  """`ds.sphere`: grid detection and regridding of an xarray Dataset."""
 
   def regrid(self, target, method: str = 'spectral', *, variables=None,
              vector_pairs='auto', lmax: int | None = None,
@@ -249,30 +253,22 @@ class DatasetAccessor:
       `regrid_source_grid` and `regrid_method` are added. Dask-backed input
       gives lazy output.
     """
-    return regrid_dataset(self._ds, target, method, variables=variables,
+    return regrid_dataset(self._obj, target, method, variables=variables,
                           vector_pairs=vector_pairs, lmax=lmax, taper=taper)
 
 
 @xr.register_dataarray_accessor('sphere')
-class DataArrayAccessor:
+class DataArrayAccessor(_Accessor):
   """`da.sphere`: grid detection and (scalar) regridding of an xarray DataArray."""
-
-  def __init__(self, da: xr.DataArray):
-    self._da = da
-
-  @property
-  def grid(self) -> grids_lib.Grid:
-    """The detected Grid (see `sphere_plugin.grids.from_dataset`)."""
-    return grids_lib.from_dataset(self._da)
 
   def regrid(self, target, method: str = 'spectral', *, lmax: int | None = None,
              taper: float | None = None) -> xr.DataArray:
     """Regrids the DataArray as a scalar field; see `DatasetAccessor.regrid`."""
-    name = self._da.name if self._da.name is not None else '__data__'
-    ds = self._da.to_dataset(name=name)
+    name = self._obj.name if self._obj.name is not None else '__data__'
+    ds = self._obj.to_dataset(name=name)
     out = regrid_dataset(ds, target, method, vector_pairs=None, lmax=lmax, taper=taper)
     da = out[name]
     da.attrs.update({k: out.attrs[k] for k in ('grid', 'regrid_source_grid', 'regrid_method',
                                                'healpix_nside', 'healpix_order')
                      if k in out.attrs})
-    return da.rename(self._da.name)
+    return da.rename(self._obj.name)

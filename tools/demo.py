@@ -24,21 +24,16 @@ from scipy.spatial.transform import Rotation
 
 from sphere_plugin import grids
 from sphere_plugin import sht
+from sphere_plugin.regrid import points
 
 _LMAX = flags.DEFINE_integer('lmax', 31, 'Band limit of the demo fields.')
 _BATCH = flags.DEFINE_integer('batch', 16, 'Fields per timing call.')
 
 
 def _xyz(grid):
-  if isinstance(grid, grids.HealpixGrid):
-    lon, lat = np.radians(grid.longitudes), np.radians(grid.latitudes)
-  else:
-    lon, lat = np.meshgrid(np.radians(grid.longitudes), np.radians(grid.latitudes),
-                           indexing='ij')
-  x = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], -1)
-  east = np.stack([-np.sin(lon), np.cos(lon), 0 * lon], -1)
-  north = np.stack([-np.sin(lat) * np.cos(lon), -np.sin(lat) * np.sin(lon), np.cos(lat)], -1)
-  return x, east, north
+  """Unit vectors and (east, north) frames of the pixels, each (*grid.shape, 3)."""
+  east, north = points.east_north(grid)
+  return tuple(a.reshape(grid.shape + (3,)) for a in (points.xyz(grid), east, north))
 
 
 def _fields(grid, rot=np.eye(3)):

@@ -16,7 +16,6 @@ Errors are one line on stderr with exit status 1.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 
@@ -27,6 +26,7 @@ import tqdm
 import xarray as xr
 
 from sphere_plugin import accessor
+from sphere_plugin import atomic
 from sphere_plugin import grids
 from sphere_plugin import regrid as regrid_lib
 
@@ -138,24 +138,6 @@ def _check_output(output: str, overwrite: bool) -> None:
     raise PermissionError(f'output directory {parent!r} is not writable')
 
 
-def _replace(tmp: str, output: str) -> None:
-  """Moves tmp to output; an existing output is removed only after the move."""
-  old = None
-  if os.path.exists(output):
-    old = f'{output}.old-{os.getpid()}'
-    os.replace(output, old)
-  os.replace(tmp, output)
-  if old is not None:
-    shutil.rmtree(old) if os.path.isdir(old) else os.remove(old)
-
-
-def _remove(path: str) -> None:
-  if os.path.isdir(path):
-    shutil.rmtree(path, ignore_errors=True)
-  elif os.path.exists(path):
-    os.remove(path)
-
-
 def _regrid_later_chunk(part, dim, target, to_regrid, partial, pairs, options):
   """A chunk after the first: only the variables with the chunk dim."""
   names = [n for n, v in part.data_vars.items() if dim in v.dims and n not in partial]
@@ -197,35 +179,33 @@ def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral
   steps = [slice(None)] if dim is None else [
       slice(i, min(i + size, ds.sizes[dim])) for i in range(0, ds.sizes[dim], size)]
   to_zarr = output.rstrip('/').endswith('.zarr')
-  tmp = f'{output.rstrip("/")}.partial-{os.getpid()}'
-  tmp_store = tmp if to_zarr else tmp + '.zarr'
   options = dict(method=method, lmax=lmax, taper=taper)
   started = time.time()
-  try:
-    bar = tqdm.tqdm(steps, desc=f'regrid to {target}', unit='chunk', disable=not progress,
-                    file=sys.stderr)
-    for i, step in enumerate(bar):
-      part = ds if dim is None else ds.isel({dim: step})
-      if i == 0:
-        out = accessor.regrid_dataset(_load(part), target, vector_pairs=pairs, **options)
-      else:  # variables without the chunk dim were written with the first chunk
-        out = _regrid_later_chunk(part, dim, target, to_regrid, partial, pairs, options)
-      # The input's storage encoding (codecs, chunks) does not fit the new shapes.
-      out = out.drop_encoding()
-      if i == 0:
-        out.to_zarr(tmp_store, mode='w', encoding=_time_encoding(out), zarr_format=2)
-      else:
-        out.to_zarr(tmp_store, append_dim=dim)
-    if not to_zarr:
-      chunks = {dim: size} if dim is not None else {}
-      final = xr.open_zarr(tmp_store, chunks=chunks)
-      _netcdf_safe(final).to_netcdf(tmp)
-      final.close()
-      shutil.rmtree(tmp_store)
-    _replace(tmp, output)
-  finally:
-    _remove(tmp)
-    _remove(tmp_store)
+  with atomic.atomic_path(output) as tmp:
+    tmp_store = tmp if to_zarr else tmp + '.zarr'
+    try:
+      bar = tqdm.tqdm(steps, desc=f'regrid to {target}', unit='chunk', disable=not progress,
+                      file=sys.stderr)
+      for i, step in enumerate(bar):
+        part = ds if dim is None else ds.isel({dim: step})
+        if i == 0:
+          out = accessor.regrid_dataset(_load(part), target, vector_pairs=pairs, **options)
+        else:  # variables without the chunk dim were written with the first chunk
+          out = _regrid_later_chunk(part, dim, target, to_regrid, partial, pairs, options)
+        # The input's storage encoding (codecs, chunks) does not fit the new shapes.
+        out = out.drop_encoding()
+        if i == 0:
+          out.to_zarr(tmp_store, mode='w', encoding=_time_encoding(out), zarr_format=2)
+        else:
+          out.to_zarr(tmp_store, append_dim=dim)
+      if not to_zarr:
+        chunks = {dim: size} if dim is not None else {}
+        final = xr.open_zarr(tmp_store, chunks=chunks)
+        _netcdf_safe(final).to_netcdf(tmp)
+        final.close()
+    finally:
+      if not to_zarr:
+        atomic.remove(tmp_store)
   if progress:
     print(f'wrote {output} ({target}, {method}) in {time.time() - started:.1f} s',
           file=sys.stderr)

@@ -57,7 +57,6 @@ import json
 import math
 import os
 import pathlib
-import shutil
 import time as time_lib
 from typing import Any
 
@@ -65,6 +64,7 @@ import numpy as np
 import tqdm
 import xarray as xr
 
+from sphere_plugin import atomic
 from sphere_plugin import grids as grids_lib
 
 # Bump when the generator changes what it writes for a given configuration:
@@ -666,26 +666,15 @@ def make_dataset(path: str | os.PathLike | None = None, *, overwrite: bool = Fal
   ds = simulate(progress=progress, **dataclasses.asdict(cfg))
   parent = os.path.dirname(os.path.abspath(path))
   os.makedirs(parent, exist_ok=True)
-  tmp = f'{path}.partial-{os.getpid()}'
-  old = f'{path}.old-{os.getpid()}'
-  try:
-    if os.path.exists(tmp):
-      shutil.rmtree(tmp)
-    nt = ds.sizes['time']
-    chunk_t = min(nt, 16)
-    encoding = {}
-    for name, var in ds.data_vars.items():
-      chunks = tuple(chunk_t if d == 'time' else ds.sizes[d] for d in var.dims)
-      encoding[name] = {'chunks': chunks}
-    encoding['time'] = {'units': f'hours since {cfg.start_year:04d}-01-01', 'dtype': 'int64'}
+  nt = ds.sizes['time']
+  chunk_t = min(nt, 16)
+  encoding = {}
+  for name, var in ds.data_vars.items():
+    chunks = tuple(chunk_t if d == 'time' else ds.sizes[d] for d in var.dims)
+    encoding[name] = {'chunks': chunks}
+  encoding['time'] = {'units': f'hours since {cfg.start_year:04d}-01-01', 'dtype': 'int64'}
+  with atomic.atomic_path(path) as tmp:
     ds.to_zarr(tmp, mode='w', zarr_format=2, consolidated=True, encoding=encoding)
-    if os.path.exists(path):
-      os.rename(path, old)
-    os.rename(tmp, path)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
-  shutil.rmtree(old, ignore_errors=True)
   return path
 
 

@@ -93,5 +93,5 @@ def regrid_vector(u, v, source, target, method: str = 'spectral', **options):
   return regridder(source, target, method, **options).vector(u, v)
 
 
-__all__ = ['METHODS', 'Regridder', 'result_dtype', 'SparseRegridder', 'SpectralRegridder', 'cell_areas',
-           'regrid', 'regrid_vector', 'regridder']
+__all__ = ['METHODS', 'Regridder', 'SparseRegridder', 'SpectralRegridder', 'cell_areas',
+           'regrid', 'regrid_vector', 'regridder', 'result_dtype']
