@@ -225,7 +225,7 @@ class _Accessor:
 
 @xr.register_dataset_accessor('sphere')
 class DatasetAccessor(_Accessor):
-  """`ds.sphere`: grid detection and regridding of an xarray Dataset."""
+  """`ds.sphere`: grid detection, regridding and forecasting of an xarray Dataset."""
 
   def regrid(self, target, method: str = 'spectral', *, variables=None,
              vector_pairs='auto', lmax: int | None = None,
@@ -255,6 +255,33 @@ class DatasetAccessor(_Accessor):
     """
     return regrid_dataset(self._obj, target, method, variables=variables,
                           vector_pairs=vector_pairs, lmax=lmax, taper=taper)
+
+  def predict(self, model, steps: int = 1, *, batch_size: int = 8,
+              regrid_method: str = 'conservative') -> xr.Dataset:
+    """Runs a trained forecaster from every time of the Dataset.
+
+    Args:
+      model: a training workdir path or a loaded
+        `sphere_plugin.forecast.TrainedForecaster`.
+      steps: number of model time steps to roll out.
+      batch_size: initial times per model call.
+      regrid_method: how data on another grid is moved to the model grid and
+        the forecast back (`sphere_plugin.regrid` methods).
+
+    Returns:
+      Dataset with dims (time, prediction_timedelta, level, <spatial dims>)
+      (WB2 forecast convention; `time` is the initial time, dropped when the
+      input has a scalar time), on the input's grid and coordinates, with the
+      input's variable attrs.
+
+    Raises:
+      ValueError: naming the variables or levels the model needs and the
+        Dataset lacks.
+    """
+    from sphere_plugin import forecast  # pylint: disable=g-import-not-at-top
+    if not isinstance(model, forecast.TrainedForecaster):
+      model = forecast.load(model)
+    return model.predict(self._obj, steps, batch_size=batch_size, regrid_method=regrid_method)
 
 
 @xr.register_dataarray_accessor('sphere')

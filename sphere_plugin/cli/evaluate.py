@@ -1,0 +1,153 @@
+"""Evaluate a trained forecaster the WeatherBench way.
+
+    python tools/evaluate.py --workdir=runs/forecaster_small
+
+Rolls the model out from initial times in the test period of the workdir's
+dataset and scores it, persistence and climatology (the time mean of the
+training period) with area-weighted RMSE and ACC per variable, level and lead
+time (`sphere_plugin.evaluation`). Writes to `--output_dir` (default
+`<workdir>/evaluation`): `scores.nc` (all scores), `skill.txt` (the table it
+prints), `rmse_vs_lead.png` and mollweide maps of truth, forecast and error for
+z500 and t850 at the longest lead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+import tqdm
+import xarray as xr
+
+from sphere_plugin import evaluation
+from sphere_plugin import forecast
+from sphere_plugin import plots
+from sphere_plugin.data import weather
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir of the forecaster.')
+_OUTPUT_DIR = flags.DEFINE_string('output_dir', None,
+                                  'Where to write scores and figures (default <workdir>/evaluation).')
+_DATA = flags.DEFINE_string('data', None, "Dataset to evaluate on (default: the training config's).")
+_SPLIT = flags.DEFINE_enum('split', 'test', ['valid', 'test'], 'Period to evaluate on.')
+_LEADS = flags.DEFINE_list('leads', ['6h', '24h', '72h'], 'Lead times in the skill table.')
+_MAX_LEAD = flags.DEFINE_string('max_lead', '72h', 'Longest lead time rolled out.')
+_INIT_EVERY = flags.DEFINE_string('init_every', '12h', 'Spacing of initial times.')
+
+HEADLINE = (('geopotential', 500), ('temperature', 850))
+
+
+def forecast_split(model: forecast.TrainedForecaster, data: weather.WeatherData, split: str,
+                   steps: int, init_every: np.timedelta64, batch_size: int = 8,
+                   progress: bool = True) -> xr.Dataset:
+  """Model forecasts from every `init_every` in a split, as a WB2 forecast Dataset.
+
+  Returns:
+    Dataset with dims (time [initial], prediction_timedelta, level, *spatial).
+  """
+  starts = data.window_starts(split, steps)
+  if len(starts) == 0:
+    raise ValueError(f'the {split} period holds no window of {steps} steps')
+  times = data.all_times[starts]
+  keep = ((times - times[0]) % init_every) == np.timedelta64(0, 'ns')
+  starts, times = starts[keep], times[keep]
+  preds = []
+  for i in tqdm.trange(0, len(starts), batch_size, desc='forecasts', unit='batch',
+                       disable=not progress):
+    b = data.load(starts[i:i + batch_size], 0)
+    preds.append(model.rollout(b['inputs'], times[i:i + batch_size], steps, normalized=True))
+  preds = data.normalizer.denormalize(np.concatenate(preds, axis=0)).astype(np.float32)
+  leads = (np.arange(1, steps + 1) * model.time_step).astype('timedelta64[ns]')
+  return data.to_dataset(preds, {'time': times, 'prediction_timedelta': leads})
+
+
+def evaluate(workdir: str, output_dir: str | None = None, *, data_path: str | None = None,
+             split: str = 'test', max_lead: str = '72h', init_every: str = '12h',
+             leads=('6h', '24h', '72h'), progress: bool = True) -> dict:
+  """Scores the workdir's model, persistence and climatology; writes files.
+
+  Returns:
+    {'rmse': {model name: Dataset}, 'acc': {...}, 'table': str, 'output_dir': str}.
+  """
+  model = forecast.load(workdir)
+  spec = dataclasses.replace(model.data.spec, path=data_path) if data_path else None
+  if spec is None:
+    spec = _training_spec(workdir)
+  data = weather.WeatherData(spec, normalizer=model.data.normalizer)
+  if data.grid != model.grid:
+    raise ValueError(f'the dataset is on {data.grid}, the model on {model.grid}; regrid it '
+                     'first (tools/regrid.py)')
+  dt = model.time_step
+  steps = int(np.timedelta64(_timedelta(max_lead), 'ns') // dt)
+  fc = forecast_split(model, data, split, steps, _timedelta(init_every), progress=progress)
+  variables = list(fc.data_vars)
+  truth = data.dataset[variables].sel(time=data.times(split)).load()
+  train_truth = data.dataset[variables].sel(time=data.times('train'))
+  clim = evaluation.climatology(train_truth.load(), by='mean')
+  inits, lead_values = fc['time'].values, fc['prediction_timedelta'].values
+  forecasts = {
+      'model': fc,
+      'persistence': evaluation.persistence_forecast(truth, inits, lead_values),
+      'climatology': evaluation.climatology_forecast(clim, inits, lead_values),
+  }
+  rmse = {k: evaluation.rmse(v, truth) for k, v in forecasts.items()}
+  acc = {k: evaluation.acc(v, truth, clim) for k, v in forecasts.items() if k != 'climatology'}
+  headline = [h for h in HEADLINE if h[0] in variables]
+  table = evaluation.skill_table(rmse, variables=headline, leads=tuple(leads))
+  out = output_dir or os.path.join(workdir, 'evaluation')
+  os.makedirs(out, exist_ok=True)
+  scores = xr.concat([xr.concat([rmse[k] for k in forecasts], 'model').assign_coords(
+      model=list(forecasts)).expand_dims(metric=['rmse'])], 'metric')
+  scores.attrs = {'workdir': os.path.abspath(workdir), 'split': split,
+                  'checkpoint_step': model.step, 'init_times': len(inits)}
+  scores.to_netcdf(os.path.join(out, 'scores.nc'))
+  with open(os.path.join(out, 'skill.txt'), 'w', encoding='utf-8') as f:
+    f.write(table + '\n')
+  plots.plot_rmse_vs_lead(rmse, headline, os.path.join(out, 'rmse_vs_lead.png'))
+  last = fc['prediction_timedelta'].values[-1]
+  hours = int(last / np.timedelta64(1, 'h'))
+  for name, level in headline:
+    f0 = fc[name].sel(level=level).isel(time=0).sel(prediction_timedelta=last)
+    t0 = truth[name].sel(level=level).sel(time=inits[0] + last)
+    short = {'geopotential': 'z', 'temperature': 't'}.get(name, name)
+    plots.plot_maps(t0, f0, os.path.join(out, f'map_{short}{level}_{hours}h.png'),
+                    title=f'{name} {level} hPa, +{hours} h from {str(inits[0])[:16]}')
+  return {'rmse': rmse, 'acc': acc, 'table': table, 'output_dir': out}
+
+
+def _timedelta(text: str) -> np.timedelta64:
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  return np.timedelta64(pd.Timedelta(text).value, 'ns')
+
+
+def _training_spec(workdir: str) -> weather.WeatherSpec:
+  """The WeatherSpec of the workdir's config.gin (the training dataset)."""
+  with forecast.workdir_config(workdir):
+    return weather.WeatherSpec()
+
+
+def main(argv):
+  del argv
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every file it reads at INFO
+  if not _WORKDIR.value:
+    print('evaluate: --workdir is required', file=sys.stderr)
+    sys.exit(1)
+  try:
+    result = evaluate(_WORKDIR.value, _OUTPUT_DIR.value, data_path=_DATA.value,
+                      split=_SPLIT.value, max_lead=_MAX_LEAD.value,
+                      init_every=_INIT_EVERY.value, leads=tuple(_LEADS.value))
+  except (FileNotFoundError, ValueError) as e:
+    print(f'evaluate: {e}', file=sys.stderr)
+    sys.exit(1)
+  print(result['table'])
+  print(f'scores and figures written to {result["output_dir"]}')
+
+
+def run():
+  """Entry point of tools/evaluate.py."""
+  app.run(main)

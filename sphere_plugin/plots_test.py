@@ -1,0 +1,99 @@
+"""Tests of sphere_plugin.plots: PNGs are written off-screen with Agg."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+from sphere_plugin import plots
+
+PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+
+
+@pytest.fixture
+def canvases(monkeypatch):
+  """Records the canvas of every figure plots makes."""
+  seen = []
+  make = plots._figure  # pylint: disable=protected-access
+
+  def spy(**kwargs):
+    fig = make(**kwargs)
+    seen.append(fig.canvas)
+    return fig
+  monkeypatch.setattr(plots, '_figure', spy)
+  return seen
+
+
+def _scores(scale):
+  leads = pd.to_timedelta(['6h', '24h', '72h']).values
+  return xr.Dataset(
+      {'geopotential': (('prediction_timedelta', 'level'),
+                        scale * np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]),
+                        {'units': 'm**2 s**-2'}),
+       'surface_pressure': (('prediction_timedelta',), scale * np.array([1.0, 2.0, 3.0]),
+                            {'units': 'Pa'})},
+      coords={'prediction_timedelta': leads, 'level': [500, 850]})
+
+
+def _check_png(path):
+  data = path.read_bytes()
+  assert len(data) > 1000  # a real image, not an empty file
+  assert data[:8] == PNG_MAGIC
+
+
+def test_plot_rmse_vs_lead_writes_png(tmp_path, canvases):
+  backend = matplotlib.get_backend()
+  path = tmp_path / 'sub' / 'rmse.png'
+  plots.plot_rmse_vs_lead({'model': _scores(1.0), 'persistence': _scores(2.0)},
+                          [('geopotential', 500), 'surface_pressure'], path)
+  _check_png(path)
+  assert len(canvases) == 1 and isinstance(canvases[0], FigureCanvasAgg)
+  assert matplotlib.get_backend() == backend  # the global backend is left alone
+  with pytest.raises(ValueError, match='no model'):
+    plots.plot_rmse_vs_lead({'model': _scores(1.0)}, [('temperature', 850)],
+                            tmp_path / 'x.png')
+
+
+def test_plot_maps_writes_png(tmp_path, canvases):
+  lon = np.arange(16) * 22.5
+  lat = np.linspace(-78.75, 78.75, 8)
+  field = np.cos(np.radians(lat))[None, :] * np.sin(np.radians(lon))[:, None]
+  truth = xr.DataArray(field, dims=('longitude', 'latitude'),
+                       coords={'longitude': lon, 'latitude': lat}, attrs={'units': 'K'})
+  forecast = truth + 0.1
+  path = tmp_path / 'maps.png'
+  plots.plot_maps(truth, forecast, path, title='T850')
+  _check_png(path)
+  assert len(canvases) == 1 and isinstance(canvases[0], FigureCanvasAgg)
+  assert len(canvases[0].figure.axes) == 6  # 3 maps + 3 colour bars
+  assert canvases[0].figure.axes[0].name == 'mollweide'
+  # (latitude, longitude) order, descending latitude and [-180, 180) longitudes
+  # work too.
+  other = truth.isel(latitude=slice(None, None, -1)).transpose('latitude', 'longitude')
+  other = other.assign_coords(longitude=(other.longitude + 180) % 360 - 180)
+  plots.plot_maps(other, other, tmp_path / 'maps2.png')
+  _check_png(tmp_path / 'maps2.png')
+  with pytest.raises(ValueError, match='select the other dims'):
+    plots.plot_maps(truth.expand_dims(time=2), forecast.expand_dims(time=2),
+                    tmp_path / 'bad.png')
+
+
+def test_lonlat_field_wraps_longitudes_without_a_gap():
+  lon = np.arange(8) * 45.0  # 0..315
+  lat = np.array([-45.0, 45.0])
+  values = np.arange(16.0).reshape(8, 2)
+  da = xr.DataArray(values, dims=('longitude', 'latitude'),
+                    coords={'longitude': lon, 'latitude': lat})
+  lon_e, lat_e, v = plots._lonlat_field(da)  # pylint: disable=protected-access
+  # Cells centred on -180 .. 135 in steps of 45, plus the -180 cell repeated
+  # at +180: edges -180, -157.5, ..., 157.5, 180.
+  np.testing.assert_allclose(lon_e, np.concatenate([[-180], np.arange(-157.5, 180, 45), [180]]))
+  np.testing.assert_allclose(lat_e, [-90, 0, 90])
+  assert v.shape == (2, 9)
+  # The column at lon 270 (= -90) is the third after wrapping (-180, -135, -90).
+  np.testing.assert_array_equal(v[:, 2], values[6])
+  np.testing.assert_array_equal(v[:, 0], v[:, -1])  # the dateline cell, both sides

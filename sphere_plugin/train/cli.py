@@ -1,0 +1,86 @@
+"""Command line of the training loop (`tools/train.py`).
+
+    python tools/train.py --gin_file=gin/toy.gin --workdir=/tmp/toy \
+        [--gin_param='sphere_plugin.train.train.num_steps=500'] [--distributed]
+
+Parses the gin files and bindings, then runs `sphere_plugin.train.train(workdir)`.
+Running the same command again resumes from the workdir's last checkpoint.
+`--distributed` calls `jax.distributed.initialize()` first (one process per
+host; the cluster is found from the environment, e.g. SLURM or Cloud TPU).
+Errors (bad config, divergence, a failing task) are one line on stderr, with
+where they were raised, and exit status 1;
+SIGTERM saves a checkpoint and exits with status 0.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+from absl import app
+from absl import flags
+from absl import logging
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines --gin_file, --gin_param, --workdir, --distributed (once per process)."""
+  if 'workdir' not in FLAGS:
+    flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, metrics, config.gin.')
+  if 'gin_file' not in FLAGS:
+    flags.DEFINE_multi_string('gin_file', [], 'gin config files (may import modules).')
+  if 'gin_param' not in FLAGS:
+    flags.DEFINE_multi_string('gin_param', [],
+                              "gin bindings, e.g. 'sphere_plugin.train.train.num_steps=10'.")
+  if 'distributed' not in FLAGS:
+    flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() (multi-host).')
+
+
+def _error(message: str) -> int:
+  print(f'train: error: {message}', file=sys.stderr)
+  return 1
+
+
+def _first_line(e: BaseException, where: bool = True) -> str:
+  """'Type: first line of the message [file.py:line in function]'."""
+  text = str(e).strip()
+  line = f'{type(e).__name__}: {text.splitlines()[0]}' if text else type(e).__name__
+  frames = traceback.extract_tb(e.__traceback__)
+  if where and frames:
+    frame = frames[-1]
+    line += f' [{os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}]'
+  return line
+
+
+def main(argv) -> int:
+  """absl main: trains; returns the exit status (1 with a one-line error)."""
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if not FLAGS.workdir:
+    return _error('--workdir is required')
+  if not FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
+  import gin  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  if FLAGS.distributed:
+    jax.distributed.initialize()
+  try:
+    gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
+  except Exception as e:  # pylint: disable=broad-except  (gin raises many kinds)
+    return _error(f'bad gin config: {_first_line(e, where=False)}')
+  from sphere_plugin.train import loop  # pylint: disable=g-import-not-at-top
+  try:
+    loop.train(FLAGS.workdir)
+  except FloatingPointError as e:
+    return _error(str(e).strip().splitlines()[0])  # gin appends its call context below
+  except (ValueError, TypeError, KeyError, RuntimeError, OSError) as e:
+    return _error(_first_line(e))
+  return 0
+
+
+def run() -> None:
+  """Entry point of tools/train.py."""
+  define_flags()
+  app.run(lambda argv: sys.exit(main(argv)))

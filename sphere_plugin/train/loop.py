@@ -1,0 +1,716 @@
+"""A data-parallel, resumable training loop configured by gin.
+
+    python tools/train.py --gin_file=gin/toy.gin --workdir=/tmp/run
+
+runs `train(workdir)` with every other argument from gin (the task, sizes, the
+optimizer `sphere_plugin.train.optimizer`). Killing the process and running the
+same command again continues from the last checkpoint; a workdir that already
+holds the final step is returned at once.
+
+Devices. One `jax.sharding.Mesh` with a single axis 'data' over all devices
+(all hosts' after `jax.distributed.initialize()`). The train state is
+replicated; each batch is sharded along axis 0, every process contributing its
+local rows (`jax.make_array_from_process_local_data`). The step is one
+`jax.jit` over the global batch, so every mean over the batch axis in the loss
+(BatchNorm statistics included) is the mean over the whole global batch; XLA
+inserts the cross-device reductions. The same code runs on one CPU, on faked
+CPU devices (`XLA_FLAGS=--xla_force_host_platform_device_count=8`), on GPUs and
+on many hosts.
+
+What the workdir (a POSIX path; shared by all hosts in a multi-host run) holds:
+    config.gin         the operative gin config, written at the start of every
+                       run that trains (rebuilds the task: `restore(workdir)`)
+    checkpoints/<step>/ orbax checkpoints, every `checkpoint_every` steps, at
+                       the end, and when SIGTERM arrives; the newest
+                       `max_to_keep` are kept. Each holds two items:
+                       'variables' (flax variables {'params', **model_state},
+                       what inference needs: `latest_variables`) and
+                       'train_state' ({'step', 'opt_state', 'rng'}).
+                       Orbax writes `<step>.orbax-checkpoint-tmp*` and renames
+                       it to `<step>` when complete, so a killed run never
+                       leaves a complete-looking partial checkpoint; leftover
+                       tmp dirs are removed on the next start.
+    metrics.jsonl      one JSON object per event: {"event": "start" | "resume"
+                       | "train" | "eval" | "preempted" | "done", "step",
+                       "time" (unix seconds), "elapsed_s" (this run), ...}.
+                       "train" rows average the training metrics ("loss" and
+                       the task's) over the steps since the previous row and
+                       give "steps_per_s"; "eval" rows hold task.evaluate's
+                       metrics. On resume, rows past the restored step (logged
+                       by the killed run after its last checkpoint) are dropped.
+    tensorboard/       the same scalars for TensorBoard ('train/<name>',
+                       'eval/<name>'), purged past the restored step on resume.
+    (task artifacts)   whatever `task.save_artifacts(workdir)` writes.
+
+Steps. `step` counts completed updates: checkpoint <s> holds the state after s
+updates, and the batch consumed by the update from s to s+1 is the task's batch
+for step s. The step's rng is `fold_in(key, s)`, so a resumed run computes what
+an uninterrupted one would.
+
+Failures. A non-finite loss or non-finite updated parameters raise
+`FloatingPointError` naming the step; that state is not saved, so the last
+checkpoint is the last good one. SIGTERM (e.g. preemption) makes the loop save
+a checkpoint at the end of the current step and return normally.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+from absl import logging
+import flax
+import gin
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import tqdm
+
+from sphere_plugin.train import task as task_lib
+
+CONFIG_FILE = 'config.gin'
+METRICS_FILE = 'metrics.jsonl'
+CHECKPOINT_DIR = 'checkpoints'
+TENSORBOARD_DIR = 'tensorboard'
+_TASK_BINDING = 'sphere_plugin.train.train.task'
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a step updates; a pytree (replicated over the mesh).
+
+  Attributes:
+    step: int32 scalar, the number of completed updates.
+    params: the 'params' collection.
+    model_state: the other flax collections, e.g. {'batch_stats': ...} ({} if none).
+    opt_state: the optax state of `params`.
+    rng: uint32 key data (`jax.random.key_data`) of the run's training key.
+  """
+  step: jax.Array
+  params: Any
+  model_state: Any
+  opt_state: Any
+  rng: jax.Array
+
+  @property
+  def variables(self) -> dict:
+    """The flax variables {'params': ..., **model_state}."""
+    return {'params': self.params, **self.model_state}
+
+
+# ---------------------------------------------------------------------------
+# Optimizer
+
+
+@gin.configurable(module='sphere_plugin.train', denylist=['num_steps'])
+def optimizer(name: str = 'adamw', learning_rate: float = 1e-3, schedule: str = 'cosine',
+              warmup_steps: int = 0, total_steps: int | None = None,
+              weight_decay: float = 0.0, clip_norm: float | None = None,
+              momentum: float = 0.9, *, num_steps: int | None = None
+              ) -> optax.GradientTransformation:
+  """An optax optimizer with a learning-rate schedule, configured by gin.
+
+  Bind it as `sphere_plugin.train.train.optimizer = @sphere_plugin.train.optimizer`
+  (no parentheses) so that the loop calls it with `num_steps`, the default of
+  `total_steps`.
+
+  Args:
+    name: 'adamw', 'adam', 'sgd' (with `momentum`; 0 for plain SGD) or 'lamb'.
+    learning_rate: the peak learning rate.
+    schedule: 'constant', 'cosine' (decay to 0 at total_steps) or 'linear'
+      (decay to 0 at total_steps), each after a linear warmup from 0 over
+      `warmup_steps`.
+    warmup_steps: length of the warmup.
+    total_steps: where the decay ends; defaults to num_steps.
+    weight_decay: decoupled weight decay (adamw, lamb, sgd; adam must be 0).
+    clip_norm: if set, gradients are clipped to this global norm first.
+    momentum: SGD momentum.
+    num_steps: the run's length, passed by the loop.
+
+  Returns:
+    The optax.GradientTransformation.
+  """
+  total = total_steps if total_steps is not None else num_steps
+  if learning_rate <= 0 or warmup_steps < 0:
+    raise ValueError(f'optimizer: need learning_rate > 0 and warmup_steps >= 0, got '
+                     f'{learning_rate}, {warmup_steps}')
+  if schedule == 'constant':
+    lr = optax.constant_schedule(learning_rate)
+    if warmup_steps:
+      lr = optax.join_schedules(
+          [optax.linear_schedule(0.0, learning_rate, warmup_steps), lr], [warmup_steps])
+  elif schedule in ('cosine', 'linear'):
+    if total is None:
+      raise ValueError(
+          f"optimizer: schedule '{schedule}' needs total_steps; bind "
+          'sphere_plugin.train.optimizer.total_steps, or bind train.optimizer = '
+          '@sphere_plugin.train.optimizer without parentheses so the loop passes num_steps')
+    if total <= warmup_steps:
+      raise ValueError(f'optimizer: total_steps ({total}) must exceed warmup_steps '
+                       f'({warmup_steps})')
+    if schedule == 'cosine':
+      lr = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps, total, 0.0)
+    else:
+      lr = optax.join_schedules(
+          [optax.linear_schedule(0.0, learning_rate, warmup_steps),
+           optax.linear_schedule(learning_rate, 0.0, total - warmup_steps)], [warmup_steps])
+  else:
+    raise ValueError(f"optimizer: unknown schedule {schedule!r}; use 'constant', 'cosine' "
+                     "or 'linear'")
+  if name == 'adamw':
+    tx = optax.adamw(lr, weight_decay=weight_decay)
+  elif name == 'lamb':
+    tx = optax.lamb(lr, weight_decay=weight_decay)
+  elif name == 'adam':
+    if weight_decay:
+      raise ValueError("optimizer: 'adam' takes no weight_decay; use name='adamw'")
+    tx = optax.adam(lr)
+  elif name == 'sgd':
+    tx = optax.sgd(lr, momentum=momentum or None)
+    if weight_decay:
+      tx = optax.chain(optax.add_decayed_weights(weight_decay), tx)
+  else:
+    raise ValueError(f"optimizer: unknown name {name!r}; use 'adamw', 'adam', 'sgd' or 'lamb'")
+  if clip_norm is not None:
+    tx = optax.chain(optax.clip_by_global_norm(clip_norm), tx)
+  return tx
+
+
+def _as_optimizer(opt: Any, num_steps: int) -> optax.GradientTransformation:
+  if opt is None:
+    opt = optimizer
+  if isinstance(opt, optax.GradientTransformation):
+    return opt
+  if callable(opt):
+    try:
+      parameters = inspect.signature(opt).parameters
+    except (TypeError, ValueError):
+      parameters = {}
+    takes_steps = 'num_steps' in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    opt = opt(num_steps=num_steps) if takes_steps else opt()
+    if isinstance(opt, optax.GradientTransformation):
+      return opt
+  raise TypeError(f'train.optimizer must be an optax.GradientTransformation or a factory '
+                  f'returning one, got {type(opt).__name__}')
+
+
+# ---------------------------------------------------------------------------
+# State, sharding and the step
+
+
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D mesh with axis 'data' over `devices` (default: all, every host's)."""
+  return Mesh(np.asarray(jax.devices() if devices is None else devices), ('data',))
+
+
+def create_state(task: task_lib.Task, tx: optax.GradientTransformation,
+                 seed: int) -> TrainState:
+  """The initial TrainState (step 0) of `task` for `seed`; traceable.
+
+  The init key and the training key are `jax.random.split(jax.random.key(seed))`.
+  """
+  init_key, train_key = jax.random.split(jax.random.key(seed))
+  variables = dict(task.init_variables(init_key))
+  if 'params' not in variables:
+    raise ValueError(f"{type(task).__name__}.init_variables returned no 'params' "
+                     f'(got {sorted(variables)})')
+  params = variables.pop('params')
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=variables,
+                    opt_state=tx.init(params), rng=jax.random.key_data(train_key))
+
+
+def _all_finite(tree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def make_train_step(task: task_lib.Task, tx: optax.GradientTransformation,
+                    mesh: Mesh) -> Callable:
+  """The jitted step `(state, batch) -> (state, metrics, ok)`.
+
+  The state is replicated and donated; the batch (each array (batch, ...)) is
+  sharded along axis 0 over the mesh axis 'data'. metrics: {'loss',
+  'grad_norm', **task metrics}, scalars. ok: {'loss': bool, 'params': bool},
+  whether the loss and the updated parameters are finite.
+  """
+  replicated, rows = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+
+  def step_fn(state: TrainState, batch):
+    rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+
+    def loss_fn(params):
+      return task.loss({'params': params, **state.model_state}, batch, rng, True)
+
+    (loss, (model_state, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params)
+    model_state = dict(model_state)
+    if jax.tree.structure(model_state) != jax.tree.structure(state.model_state):
+      raise ValueError(
+          f'{type(task).__name__}.loss returned a model state with collections '
+          f'{sorted(model_state)} and tree {jax.tree.structure(model_state)}; expected the '
+          f'non-params collections of init_variables: {jax.tree.structure(state.model_state)}')
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads), **metrics}
+    ok = {'loss': jnp.isfinite(loss), 'params': _all_finite(params)}
+    new = state.replace(step=state.step + 1, params=params, model_state=model_state,
+                        opt_state=opt_state)
+    return new, metrics, ok
+
+  return jax.jit(step_fn, in_shardings=(replicated, rows),
+                 out_shardings=(replicated, replicated, replicated), donate_argnums=0)
+
+
+def _global_batch(local: dict, sharding: NamedSharding, batch_size: int, step: int) -> dict:
+  """This process's rows -> global jax arrays sharded along axis 0."""
+  if not isinstance(local, dict) or not local:
+    raise TypeError(f'train_batches must yield non-empty dicts of arrays (step {step}), '
+                    f'got {type(local).__name__}')
+  rows = batch_size // jax.process_count()
+  out = {}
+  for key, value in local.items():
+    value = np.asarray(value)
+    if value.ndim == 0 or value.shape[0] != rows:
+      raise ValueError(
+          f'train_batches: {key!r} at step {step} has shape {value.shape}; expected '
+          f'{rows} rows (batch_size {batch_size} / {jax.process_count()} processes) on axis 0')
+    out[key] = jax.make_array_from_process_local_data(sharding, value,
+                                                      (batch_size,) + value.shape[1:])
+  return out
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints
+
+
+def _manager(workdir: str, max_to_keep: int | None = None, create: bool = True
+             ) -> ocp.CheckpointManager:
+  """The workdir's checkpoint manager (items 'variables' and 'train_state')."""
+  directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
+  if not create and not os.path.isdir(directory):
+    raise FileNotFoundError(f'no checkpoints in {workdir!r} ({directory} does not exist)')
+  options = ocp.CheckpointManagerOptions(
+      preservation_policy=ocp.checkpoint_managers.LatestN(max_to_keep),
+      cleanup_tmp_directories=create, create=create)
+  return ocp.CheckpointManager(directory, options=options, item_handlers={
+      'variables': ocp.StandardCheckpointHandler(),
+      'train_state': ocp.StandardCheckpointHandler()})
+
+
+def checkpoint_steps(workdir: str) -> list[int]:
+  """The steps of the complete checkpoints in workdir, ascending."""
+  directory = os.path.join(workdir, CHECKPOINT_DIR)
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(n) for n in os.listdir(directory)
+                if n.isdigit() and os.path.isdir(os.path.join(directory, n)))
+
+
+def _save(manager: ocp.CheckpointManager, state: TrainState, step: int) -> None:
+  manager.save(step, force=True, args=ocp.args.Composite(
+      variables=ocp.args.StandardSave(state.variables),
+      train_state=ocp.args.StandardSave(
+          {'step': state.step, 'opt_state': state.opt_state, 'rng': state.rng})))
+
+
+def _one_line(e: BaseException, limit: int = 400) -> str:
+  text = ' '.join(str(e).split()) or type(e).__name__
+  return text if len(text) <= limit else text[:limit] + ' ...'
+
+
+def _key_name(key) -> str:
+  for attr in ('key', 'idx', 'name'):
+    if hasattr(key, attr):
+      return str(getattr(key, attr))
+  return str(key)
+
+
+def _shapes(tree) -> dict[str, tuple]:
+  """{'a/b/c': (shape, dtype name)} of a tree of arrays or array metadata."""
+  return {'/'.join(_key_name(k) for k in path): (tuple(x.shape), np.dtype(x.dtype).name)
+          for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _fmt(shape_dtype: tuple) -> str:
+  return f'{shape_dtype[1]}{list(shape_dtype[0])}'
+
+
+def _incompatible(step: int, workdir: str, detail: str) -> ValueError:
+  return ValueError(
+      f'cannot restore checkpoint {step} of workdir {workdir!r} into this model: {detail} -- '
+      'the workdir probably holds a run of another model or optimizer configuration; use a '
+      'new --workdir (or delete its checkpoints/)')
+
+
+def _check_compatible(manager: ocp.CheckpointManager, step: int, workdir: str, items: dict):
+  """Compares the checkpoint's array shapes with the targets' (clear messages)."""
+  try:
+    metadata = manager.item_metadata(step)
+  except Exception:  # pylint: disable=broad-except  (restore will report it)
+    return
+  for name, target in items.items():
+    tree = getattr(metadata[name], 'tree', None) if name in metadata.keys() else None
+    if tree is None:
+      continue
+    saved, want = _shapes(tree), _shapes(target)
+    if name == 'variables':
+      problems = ([f'{k} is missing in the checkpoint' for k in want if k not in saved] +
+                  [f'{k} is not in the model' for k in saved if k not in want] +
+                  [f'{k} is {_fmt(saved[k])} in the checkpoint but {_fmt(want[k])} in the model'
+                   for k in want if k in saved and saved[k] != want[k]])
+    elif sorted(saved.values()) != sorted(want.values()):
+      problems = [f'its {name} holds other arrays (another optimizer?)']
+    else:
+      problems = []
+    if problems:
+      more = f' (and {len(problems) - 3} more)' if len(problems) > 3 else ''
+      raise _incompatible(step, workdir, '; '.join(problems[:3]) + more)
+
+
+def _restore_items(manager: ocp.CheckpointManager, step: int, workdir: str, **items):
+  _check_compatible(manager, step, workdir, items)
+  try:
+    return manager.restore(step, args=ocp.args.Composite(
+        **{k: ocp.args.StandardRestore(v) for k, v in items.items()}))
+  except Exception as e:  # pylint: disable=broad-except
+    raise _incompatible(step, workdir, _one_line(e)) from e
+
+
+def _abstract(tree, sharding=None):
+  """Leaves -> ShapeDtypeStruct with `sharding` (default: the leaf's or device 0)."""
+  default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
+  def one(x):
+    s = sharding or getattr(x, 'sharding', None) or default
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s)
+  return jax.tree.map(one, tree)
+
+
+def latest_variables(workdir: str, template_variables, *, step: int | None = None,
+                     sharding: jax.sharding.Sharding | None = None) -> tuple[dict, int]:
+  """Restores the flax variables (no optimizer state) of a checkpoint.
+
+  Args:
+    workdir: a training workdir.
+    template_variables: variables of the same tree, shapes and dtypes (arrays
+      or `jax.eval_shape` output), e.g. `jax.eval_shape(task.init_variables, key)`.
+    step: which checkpoint (default: the latest).
+    sharding: where to put the arrays (default: the template's sharding, else
+      the first device).
+
+  Returns:
+    (variables, step).
+  """
+  manager = _manager(workdir, create=False)
+  try:
+    if step is None:
+      step = manager.latest_step()
+      if step is None:
+        raise FileNotFoundError(f'no checkpoints in {workdir!r}')
+    elif step not in manager.all_steps():
+      raise FileNotFoundError(f'no checkpoint {step} in {workdir!r} '
+                              f'(it has {list(manager.all_steps())})')
+    restored = _restore_items(manager, step, workdir,
+                              variables=_abstract(template_variables, sharding))
+    return dict(restored['variables']), int(step)
+  finally:
+    manager.close()
+
+
+def task_from_config(workdir: str) -> task_lib.Task:
+  """Rebuilds the task of a run from workdir/config.gin.
+
+  Clears gin's global config and parses that file into it (so models and data
+  configured there are rebuilt as they were trained).
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{path} does not exist (is {workdir!r} a training workdir?)')
+  gin.clear_config()
+  gin.parse_config_file(path)
+  try:
+    reference = gin.query_parameter(_TASK_BINDING)
+  except ValueError as e:
+    raise ValueError(f'{path} binds no {_TASK_BINDING}; pass the task explicitly') from e
+  return task_lib.as_task(copy.deepcopy(reference))  # evaluates @Task() references
+
+
+def restore(workdir: str, task: task_lib.Task | None = None, *, step: int | None = None,
+            sharding: jax.sharding.Sharding | None = None) -> tuple[dict, int]:
+  """(variables, step) of a run's checkpoint, for inference.
+
+  Args:
+    workdir: a training workdir.
+    task: the run's task; default: rebuilt from workdir/config.gin with
+      `task_from_config` (which replaces gin's global config).
+    step: which checkpoint (default: the latest).
+    sharding: see `latest_variables`.
+  """
+  task = task_lib.as_task(task) if task is not None else task_from_config(workdir)
+  template = jax.eval_shape(task.init_variables, jax.random.key(0))
+  return latest_variables(workdir, template, step=step, sharding=sharding)
+
+
+# ---------------------------------------------------------------------------
+# Logging
+
+
+def _write_text(path: str, text: str) -> None:
+  tmp = f'{path}.tmp-{os.getpid()}'
+  with open(tmp, 'w') as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def _truncate_metrics(path: str, step: int) -> None:
+  """Drops rows past `step` (and a torn last line) from a metrics file."""
+  if not os.path.exists(path):
+    return
+  keep = []
+  with open(path) as f:
+    for line in f:
+      try:
+        row = json.loads(line)
+      except ValueError:
+        continue
+      if row.get('step', 0) <= step:
+        keep.append(json.dumps(row) + '\n')
+  _write_text(path, ''.join(keep))
+
+
+class _Log:
+  """metrics.jsonl + TensorBoard, written by process 0 only."""
+
+  def __init__(self, workdir: str, start_step: int, active: bool):
+    self.active, self.started = active, time.time()
+    self._file = self._writer = None
+    if not active:
+      return
+    path = os.path.join(workdir, METRICS_FILE)
+    _truncate_metrics(path, start_step)  # rows of a killed run past its last checkpoint
+    self._file = open(path, 'a')
+    import tensorboardX  # pylint: disable=g-import-not-at-top
+    self._writer = tensorboardX.SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR),
+                                              purge_step=start_step + 1, flush_secs=30)
+
+  def event(self, event: str, step: int, scalars: dict | None = None, **extra) -> None:
+    if not self.active:
+      return
+    now = time.time()
+    row = {'event': event, 'step': step, 'time': round(now, 3),
+           'elapsed_s': round(now - self.started, 3)}
+    for name, value in (scalars or {}).items():
+      row[name] = float(value)
+      self._writer.add_scalar(f'{event}/{name}', float(value), step)
+    row.update(extra)
+    self._file.write(json.dumps(row) + '\n')
+    self._file.flush()
+
+  def flush(self) -> None:
+    if self.active:
+      self._writer.flush()
+
+  def close(self) -> None:
+    if self.active:
+      self._file.close()
+      self._writer.close()
+
+
+def _say(message: str) -> None:
+  logging.info(message)
+  if jax.process_index() == 0:
+    tqdm.tqdm.write(f'train: {message}', file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _sigterm_flag():
+  """Yields a dict whose 'set' turns True when SIGTERM arrives (main thread only)."""
+  flag = {'set': False}
+  if threading.current_thread() is not threading.main_thread():
+    yield flag
+    return
+
+  def handler(signum, frame):
+    del signum, frame
+    flag['set'] = True
+
+  previous = signal.signal(signal.SIGTERM, handler)
+  try:
+    yield flag
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_requested(flag: dict) -> bool:
+  if jax.process_count() == 1:
+    return flag['set']
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(np.any(multihost_utils.process_allgather(np.int32(flag['set']))))
+
+
+# ---------------------------------------------------------------------------
+# The loop
+
+
+@gin.configurable(module='sphere_plugin.train', denylist=['workdir'])
+def train(workdir: str, task: Any = gin.REQUIRED, *, num_steps: int = 1000,
+          batch_size: int = 8, optimizer: Any = None, seed: int = 0,
+          checkpoint_every: int = 100, eval_every: int = 200, log_every: int = 10,
+          max_to_keep: int = 3, eval_batch_size: int | None = None,
+          progress: bool = True) -> TrainState:
+  """Trains `task` data-parallel over all devices; resumes from workdir.
+
+  See the module docstring for what is written where.
+
+  Args:
+    workdir: the run's directory (created if needed).
+    task: a `sphere_plugin.train.Task`, or a class / factory called with no
+      arguments to make one (gin: `@MyTask()` or `@MyTask`).
+    num_steps: total number of updates.
+    batch_size: global batch size; divisible by the number of devices.
+    optimizer: an optax.GradientTransformation, or a factory called with
+      `num_steps=num_steps`; default `sphere_plugin.train.optimizer` with its gin
+      bindings.
+    seed: seeds initialisation, per-step rngs and the task's batches.
+    checkpoint_every: checkpoint period in steps (also at num_steps and SIGTERM).
+    eval_every: `task.evaluate` period in steps (also at num_steps).
+    log_every: training-metrics period in steps.
+    max_to_keep: number of newest checkpoints kept.
+    eval_batch_size: batch size passed to evaluate (default batch_size).
+    progress: show a tqdm progress bar (process 0).
+
+  Returns:
+    The final TrainState (replicated over the mesh): at num_steps, or at the
+    step where SIGTERM stopped the run.
+
+  Raises:
+    FloatingPointError: the loss or the updated parameters became NaN/Inf.
+    ValueError: bad sizes, or a workdir whose checkpoint does not fit the model.
+  """
+  for name, value in (('num_steps', num_steps), ('batch_size', batch_size),
+                      ('checkpoint_every', checkpoint_every), ('eval_every', eval_every),
+                      ('log_every', log_every), ('max_to_keep', max_to_keep)):
+    if not isinstance(value, (int, np.integer)) or value < 1:
+      raise ValueError(f'{name} must be a positive integer, got {value!r}')
+  devices, processes = jax.device_count(), jax.process_count()
+  if batch_size % devices:
+    raise ValueError(f'batch_size {batch_size} is not divisible by the {devices} '
+                     f'devices ({jax.devices()[0].platform}); use a multiple of {devices}')
+  task = task_lib.as_task(task)
+  tx = _as_optimizer(optimizer, num_steps)
+  mesh = make_mesh()
+  replicated, rows = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+  is_chief = jax.process_index() == 0
+  os.makedirs(workdir, exist_ok=True)
+
+  with contextlib.ExitStack() as stack:
+    manager = _manager(workdir, max_to_keep)
+    stack.callback(manager.close)
+    stack.callback(manager.wait_until_finished)  # runs first: pending saves complete
+    sigterm = stack.enter_context(_sigterm_flag())
+    start = manager.latest_step()
+    if start is None:
+      state = jax.jit(lambda: create_state(task, tx, seed), out_shardings=replicated)()
+      start = 0
+    else:
+      abstract = _abstract(jax.eval_shape(lambda: create_state(task, tx, seed)), replicated)
+      restored = _restore_items(
+          manager, start, workdir, variables=abstract.variables,
+          train_state={'step': abstract.step, 'opt_state': abstract.opt_state,
+                       'rng': abstract.rng})
+      variables, rest = dict(restored['variables']), restored['train_state']
+      state = TrainState(step=rest['step'], params=variables.pop('params'),
+                         model_state=variables, opt_state=rest['opt_state'], rng=rest['rng'])
+      if int(state.step) != start:
+        raise ValueError(f'checkpoint {start} of {workdir!r} holds step {int(state.step)}')
+      if start >= num_steps:
+        _say(f'{workdir} already holds step {start} (num_steps {num_steps}); nothing to train')
+        return state
+
+    if is_chief:
+      _write_text(os.path.join(workdir, CONFIG_FILE), gin.operative_config_str())
+      task.save_artifacts(workdir)
+    log = _Log(workdir, start, is_chief)
+    stack.callback(log.close)
+    if start:
+      _say(f'resuming from step {start} of {num_steps} in {workdir}')
+      log.event('resume', start)
+    else:
+      n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+      _say(f'training {num_steps} steps on {devices} device(s) in {processes} process(es), '
+           f'{n_params} parameters, workdir {workdir}')
+      log.event('start', 0, devices=devices, processes=processes, num_steps=num_steps,
+                batch_size=batch_size, parameters=n_params)
+
+    train_step = make_train_step(task, tx, mesh)
+    batches = iter(task.train_batches(batch_size, seed=seed, start_step=start,
+                                      process_index=jax.process_index(),
+                                      process_count=processes))
+
+    def next_batch(step):
+      try:
+        local = next(batches)
+      except StopIteration:
+        raise ValueError(f'{type(task).__name__}.train_batches ended before step {step} '
+                         f'(num_steps {num_steps})') from None
+      return _global_batch(local, rows, batch_size, step)
+
+    bar = stack.enter_context(tqdm.tqdm(
+        total=num_steps, initial=start, desc='train', unit='step',
+        disable=not (progress and is_chief), dynamic_ncols=True, mininterval=1.0,
+        file=sys.stderr))
+    step = start
+    window, window_start = [], time.perf_counter()
+    batch = next_batch(step)
+    while step < num_steps:
+      state, metrics, ok = train_step(state, batch)
+      step += 1
+      if step < num_steps:
+        batch = next_batch(step)  # host work overlaps the device's step
+      metrics, ok = jax.device_get((metrics, ok))
+      if not (ok['loss'] and ok['params']):
+        what = (f'the loss is {float(metrics["loss"])}' if not ok['loss'] else
+                f'the loss is finite ({float(metrics["loss"]):.6g}) but the updated '
+                'parameters hold NaN/Inf')
+        manager.wait_until_finished()
+        last = manager.latest_step()
+        raise FloatingPointError(
+            f'training diverged at step {step - 1} (the update from step {step - 1} to '
+            f'{step}): {what}; this state was not saved; the last checkpoint is '
+            f'{last if last is not None else "none"} in {workdir}')
+      window.append(metrics)
+      bar.update(1)
+      stop = _stop_requested(sigterm) and step < num_steps
+      if step % log_every == 0 or step == num_steps or stop:
+        now = time.perf_counter()
+        means = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
+        log.event('train', step, means, steps_per_s=round(len(window) / (now - window_start), 3))
+        bar.set_postfix(loss=f'{means["loss"]:.4g}', refresh=False)
+        window, window_start = [], now
+      if step % eval_every == 0 or step == num_steps:
+        log.event('eval', step, task.evaluate(
+            state.variables, batch_size=eval_batch_size or batch_size))
+      if step % checkpoint_every == 0 or step == num_steps or stop:
+        _save(manager, state, step)
+        log.flush()
+      if stop:
+        manager.wait_until_finished()
+        log.event('preempted', step)
+        _say(f'SIGTERM: saved checkpoint {step} in {workdir}; run the same command to resume')
+        return state
+    manager.wait_until_finished()
+    log.event('done', step)
+    return state
