@@ -128,7 +128,8 @@ class TrainedForecaster:
     leads = (np.arange(1, steps + 1) * self.time_step).astype('timedelta64[ns]')
     out = self.data.to_dataset(preds, {'time': times, 'prediction_timedelta': leads})
     if source != self.grid:
-      out = _like(accessor.regrid_dataset(out, source, method=regrid_method), ds)
+      out = accessor.regrid_dataset(out, source, method=regrid_method)
+    out = _like(out, ds)
     for name in out.data_vars:
       if name in ds.data_vars:
         out[name].attrs = dict(ds[name].attrs)

@@ -29,14 +29,20 @@ from sphere_plugin import forecast
 from sphere_plugin import plots
 from sphere_plugin.data import weather
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir of the forecaster.')
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', None,
-                                  'Where to write scores and figures (default <workdir>/evaluation).')
-_DATA = flags.DEFINE_string('data', None, "Dataset to evaluate on (default: the training config's).")
-_SPLIT = flags.DEFINE_enum('split', 'test', ['valid', 'test'], 'Period to evaluate on.')
-_LEADS = flags.DEFINE_list('leads', ['6h', '24h', '72h'], 'Lead times in the skill table.')
-_MAX_LEAD = flags.DEFINE_string('max_lead', '72h', 'Longest lead time rolled out.')
-_INIT_EVERY = flags.DEFINE_string('init_every', '12h', 'Spacing of initial times.')
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines this tool's flags (only when run as a tool, so importing is free)."""
+  flags.DEFINE_string('workdir', None, 'Training workdir of the forecaster.')
+  flags.DEFINE_string('output_dir', None,
+                      'Where to write scores and figures (default <workdir>/evaluation).')
+  flags.DEFINE_string('data', None, "Dataset to evaluate on (default: the training config's).")
+  flags.DEFINE_enum('split', 'test', ['valid', 'test'], 'Period to evaluate on.')
+  flags.DEFINE_list('leads', ['6h', '24h', '72h'], 'Lead times in the skill table.')
+  flags.DEFINE_string('max_lead', '72h', 'Longest lead time rolled out.')
+  flags.DEFINE_string('init_every', '12h', 'Spacing of initial times.')
+
 
 HEADLINE = (('geopotential', 500), ('temperature', 850))
 
@@ -132,15 +138,15 @@ def _training_spec(workdir: str) -> weather.WeatherSpec:
 
 def main(argv):
   del argv
-  if not flags.FLAGS['verbosity'].present:
+  if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it reads at INFO
-  if not _WORKDIR.value:
+  if not FLAGS.workdir:
     print('evaluate: --workdir is required', file=sys.stderr)
     sys.exit(1)
   try:
-    result = evaluate(_WORKDIR.value, _OUTPUT_DIR.value, data_path=_DATA.value,
-                      split=_SPLIT.value, max_lead=_MAX_LEAD.value,
-                      init_every=_INIT_EVERY.value, leads=tuple(_LEADS.value))
+    result = evaluate(FLAGS.workdir, FLAGS.output_dir, data_path=FLAGS.data,
+                      split=FLAGS.split, max_lead=FLAGS.max_lead,
+                      init_every=FLAGS.init_every, leads=tuple(FLAGS.leads))
   except (FileNotFoundError, ValueError) as e:
     print(f'evaluate: {e}', file=sys.stderr)
     sys.exit(1)
@@ -150,4 +156,5 @@ def main(argv):
 
 def run():
   """Entry point of tools/evaluate.py."""
+  define_flags()
   app.run(main)

@@ -1,0 +1,184 @@
+"""Trained-forecaster loading, rollouts and `ds.sphere.predict`, on a tiny trained workdir."""
+
+from __future__ import annotations
+
+import os
+
+import gin
+import numpy as np
+import pytest
+import xarray as xr
+
+import sphere_plugin  # registers ds.sphere
+from sphere_plugin import forecast
+from sphere_plugin import grids
+from sphere_plugin.data import weather
+from sphere_plugin.train import loop
+
+GRID = grids.parse('gaussian:16x8')
+LEVELS = (500, 850)
+LEVEL_VARS = ('geopotential', 'temperature', 'u_component_of_wind', 'v_component_of_wind')
+
+CONFIG = """
+import sphere_plugin.data.weather
+import sphere_plugin.models.forecaster
+import sphere_plugin.nn
+import sphere_plugin.train
+import sphere_plugin.train.forecast_task
+
+sphere_plugin.data.weather.WeatherSpec.path = '{path}'
+sphere_plugin.data.weather.WeatherSpec.levels = (500, 850)
+sphere_plugin.data.weather.WeatherSpec.train_period = ('2000-01-01', '2000-12-31')
+sphere_plugin.data.weather.WeatherSpec.valid_period = ('2001-01-01', '2001-12-31')
+sphere_plugin.data.weather.WeatherSpec.test_period = ('2002-01-01', '2002-12-31')
+sphere_plugin.nn.SphericalCNN.input_grid = 'gaussian:16x8'
+sphere_plugin.nn.SphericalCNN.input_spins = (0, 1)
+sphere_plugin.nn.SphericalCNN.grids = ('gaussian:16x8',)
+sphere_plugin.nn.SphericalCNN.features = (4,)
+sphere_plugin.models.Forecaster.backbone = @sphere_plugin.nn.SphericalCNN()
+sphere_plugin.train.ForecastTask.model = @sphere_plugin.models.Forecaster
+sphere_plugin.train.ForecastTask.eval_leads = (1, 2)
+sphere_plugin.train.ForecastTask.progress = False
+sphere_plugin.train.train.task = @sphere_plugin.train.ForecastTask()
+sphere_plugin.train.train.num_steps = 3
+sphere_plugin.train.train.batch_size = 4
+sphere_plugin.train.train.checkpoint_every = 3
+sphere_plugin.train.train.eval_every = 3
+sphere_plugin.train.train.progress = False
+"""
+
+
+def _dataset() -> xr.Dataset:
+  """Smooth random WB2-format data: 3 periods of 6-hourly states on gaussian:16x8."""
+  rng = np.random.default_rng(0)
+  times = np.concatenate([
+      np.datetime64(f'{y}-01-01', 'ns') + np.arange(n) * np.timedelta64(6, 'h')
+      for y, n in ((2000, 24), (2001, 12), (2002, 12))])
+  lon, lat = np.deg2rad(GRID.longitudes), np.deg2rad(GRID.latitudes)
+  t = np.arange(times.size)[:, None, None, None] * 0.3
+  lev = np.arange(len(LEVELS))[None, :, None, None]
+  wave = (np.cos(lat)[None, None, None, :] * np.cos(lon[None, None, :, None] - t - lev)
+          + 0.1 * rng.standard_normal((times.size, len(LEVELS), GRID.nlon, GRID.nlat)))
+  base = {'geopotential': (5e4, 500.0, 'm**2 s**-2'), 'temperature': (260.0, 5.0, 'K'),
+          'u_component_of_wind': (5.0, 10.0, 'm s**-1'),
+          'v_component_of_wind': (0.0, 5.0, 'm s**-1')}
+  data = {k: (('time', 'level', 'longitude', 'latitude'), (m + s * wave).astype(np.float32),
+              {'units': u}) for k, (m, s, u) in base.items()}
+  data['surface_pressure'] = (('time', 'longitude', 'latitude'),
+                              (1e5 + 300 * wave[:, 0]).astype(np.float32), {'units': 'Pa'})
+  data['land_sea_mask'] = (('longitude', 'latitude'),
+                           (np.cos(lon)[:, None] > 0.5).repeat(GRID.nlat, 1).astype(np.float32))
+  data['geopotential_at_surface'] = (('longitude', 'latitude'),
+                                     np.zeros(GRID.shape, np.float32))
+  return xr.Dataset(data, coords={'time': times, 'level': np.array(LEVELS),
+                                  'longitude': GRID.longitudes, 'latitude': GRID.latitudes},
+                    attrs={'title': 'synthetic'})
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+  root = tmp_path_factory.mktemp('forecast')
+  path = str(root / 'data.zarr')
+  _dataset().to_zarr(path, zarr_format=2, consolidated=True)
+  work = str(root / 'work')
+  with gin.unlock_config():
+    gin.clear_config()
+    gin.parse_config(CONFIG.format(path=path))
+    try:
+      loop.train(work)
+    finally:
+      gin.clear_config()
+  return work
+
+
+@pytest.fixture(scope='module')
+def model(workdir):
+  return forecast.load(workdir)
+
+
+def test_load_without_training_data(workdir, model):
+  assert model.step == 3
+  assert model.grid == GRID
+  # The workdir alone rebuilds the model: the template replaces the dataset.
+  assert model.data.path == os.path.join(workdir, forecast.TEMPLATE_FILE)
+  assert gin.config_str().strip() == ''  # the caller's (empty) gin config is restored
+
+
+def test_predict_matches_rollout_and_wb2_layout(model):
+  ds = _dataset().isel(time=slice(30, 33))
+  out = ds.sphere.predict(model, steps=2)
+  assert out['temperature'].dims == ('time', 'prediction_timedelta', 'level', 'longitude',
+                                     'latitude')
+  np.testing.assert_array_equal(out['prediction_timedelta'].values,
+                                np.array([6, 12], 'timedelta64[h]').astype('timedelta64[ns]'))
+  np.testing.assert_array_equal(out['time'].values, ds['time'].values)
+  assert out['temperature'].attrs['units'] == 'K'
+  assert set(out.data_vars) == set(LEVEL_VARS) | {'surface_pressure'}
+  state = model.data.state_arrays(ds)
+  ref = model.rollout(state, ds['time'].values, 2)  # (3, 2, 16, 8, C)
+  c = model.data.channels.index('temperature_850')
+  np.testing.assert_allclose(out['temperature'].sel(level=850).values, ref[..., c], rtol=1e-6)
+  # Scalar time: no time dim in the result.
+  one = ds.isel(time=0).sphere.predict(model, steps=1)
+  assert 'time' not in one.dims and one['geopotential'].dims[0] == 'prediction_timedelta'
+
+
+def test_predict_keeps_input_layout(model):
+  ds = _dataset().isel(time=slice(30, 32))
+  flipped = ds.assign_coords(longitude=(ds.longitude + 180) % 360 - 180).sortby(
+      'longitude').isel(latitude=slice(None, None, -1)).transpose(
+          'time', 'level', 'latitude', 'longitude')
+  a = ds.sphere.predict(model, steps=1)
+  b = flipped.sphere.predict(model, steps=1)
+  assert b['temperature'].dims[-2:] == ('latitude', 'longitude')
+  np.testing.assert_array_equal(b.latitude.values, flipped.latitude.values)
+  np.testing.assert_array_equal(b.longitude.values, flipped.longitude.values)
+  back = b.assign_coords(longitude=b.longitude % 360).sortby('longitude').sortby('latitude')
+  back = back.assign_coords(longitude=a.longitude, latitude=a.latitude)
+  xr.testing.assert_allclose(a['temperature'], back['temperature'].transpose(
+      *a['temperature'].dims), rtol=1e-5)
+
+
+def test_predict_on_another_grid_comes_back_on_it(model):
+  ds = _dataset().isel(time=slice(30, 32))
+  fine = ds.sphere.regrid('equiangular:32x16', method='conservative')
+  out = fine.sphere.predict(model, steps=1)
+  assert out.sphere.grid == grids.parse('equiangular:32x16')
+  # Same forecast as on the model grid, up to the regridding there and back.
+  ref = ds.sphere.predict(model, steps=1).sphere.regrid('equiangular:32x16', method='conservative')
+  # The synthetic fields carry grid-scale noise, which two conservative
+  # regriddings smooth differently: compare RMS, relative to the field's spread.
+  rms = float(np.sqrt(((out['temperature'] - ref['temperature']) ** 2).mean()))
+  assert rms < 0.1 * float(ref['temperature'].std()), rms
+
+
+def test_predict_names_missing_variables_and_levels(model):
+  ds = _dataset().isel(time=slice(30, 31))
+  with pytest.raises(ValueError, match='surface_pressure'):
+    ds.drop_vars('surface_pressure').sphere.predict(model)
+  with pytest.raises(ValueError, match='850'):
+    ds.sel(level=[500]).sphere.predict(model)
+  with pytest.raises(ValueError, match='steps'):
+    ds.sphere.predict(model, steps=0)
+  with pytest.raises(FileNotFoundError, match='not a'):
+    forecast.load(os.path.dirname(model.workdir))
+
+
+def test_evaluate_writes_scores_and_figures(workdir, tmp_path):
+  from sphere_plugin.cli import evaluate  # pylint: disable=g-import-not-at-top
+  result = evaluate.evaluate(workdir, str(tmp_path), max_lead='12h', init_every='6h',
+                             leads=('6h', '12h'), progress=False)
+  for name in ('scores.nc', 'skill.txt', 'rmse_vs_lead.png', 'map_z500_12h.png',
+               'map_t850_12h.png'):
+    assert os.path.getsize(tmp_path / name) > 0, name
+  rmse = result['rmse']
+  # Persistence against an independent computation from the test-period data.
+  truth = _dataset().sel(time=slice('2002-01-01', '2002-12-31'))
+  z = truth['geopotential'].sel(level=500).values  # (T, lon, lat)
+  w = grids.parse('gaussian:16x8').quadrature_weights
+  w = w / w.mean()
+  n = truth.sizes['time'] - 2  # initial times: windows of 12 h inside the period
+  ref = np.sqrt(np.mean([np.mean((z[i + 1] - z[i]) ** 2 * w) for i in range(n)]))
+  got = float(rmse['persistence']['geopotential'].sel(level=500, prediction_timedelta='6h'))
+  np.testing.assert_allclose(got, ref, rtol=1e-5)
+  assert 'persistence' in result['table'] and 'model' in result['table']
