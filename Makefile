@@ -24,3 +24,4 @@ test: $(STAMP)
 benchmark: $(STAMP)
 	$(PY) tools/benchmark.py
 	$(PY) tools/regrid_benchmark.py
+	$(PY) tools/train_benchmark.py

@@ -182,3 +182,53 @@ def test_evaluate_writes_scores_and_figures(workdir, tmp_path):
   got = float(rmse['persistence']['geopotential'].sel(level=500, prediction_timedelta='6h'))
   np.testing.assert_allclose(got, ref, rtol=1e-5)
   assert 'persistence' in result['table'] and 'model' in result['table']
+
+
+_PARALLEL = """
+import sys
+import gin, jax, numpy as np
+from sphere_plugin import forecast_test
+from sphere_plugin.train import loop
+assert jax.device_count() == int(sys.argv[3]), jax.devices()
+gin.parse_config(forecast_test.CONFIG.format(path=sys.argv[1]) + forecast_test.ONE_STEP)
+state = loop.train(sys.argv[2])
+assert len(jax.tree.leaves(state.params)[0].sharding.device_set) == jax.device_count()
+leaves = jax.tree_util.tree_flatten_with_path(state.variables)[0]
+np.savez(sys.argv[2] + '/out.npz', **{jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves})
+"""
+ONE_STEP = """
+sphere_plugin.train.train.num_steps = 1
+sphere_plugin.train.train.eval_every = 1000
+sphere_plugin.train.optimizer.name = 'sgd'
+sphere_plugin.train.optimizer.schedule = 'constant'
+sphere_plugin.train.optimizer.learning_rate = 0.1
+"""
+
+
+def test_four_devices_train_step_equals_one_device(workdir, tmp_path):
+  """One step of the forecaster (spectral batch norms in train mode), batch 4.
+
+  4 faked CPU devices hold one row each; batch statistics and gradients must be
+  reduced over the global batch to match one device. Tolerance rtol 1e-4,
+  atol 1e-6: float32 reduction order differs (sums over the batch inside the
+  transforms and the batch norms).
+  """
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  data = os.path.join(os.path.dirname(workdir), 'data.zarr')
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = {}
+  for n in (1, 4):
+    env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}',
+               JAX_PLATFORMS='cpu')
+    run = str(tmp_path / f'd{n}')
+    proc = subprocess.run([sys.executable, '-c', _PARALLEL, data, run, str(n)], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out[n] = np.load(os.path.join(run, 'out.npz'))
+  assert sorted(out[1].files) == sorted(out[4].files)
+  for k in out[1].files:
+    np.testing.assert_allclose(out[4][k], out[1][k], rtol=1e-4, atol=1e-6, err_msg=k)
+  # The step did something: batch statistics left their initial values.
+  stats = [k for k in out[1].files if 'batch_stats' in k and k.endswith("['var']")]
+  assert stats and max(float(np.abs(out[1][k] - 1).max()) for k in stats) > 1e-3

@@ -463,13 +463,20 @@ def test_spec_validation():
     weather.WeatherSpec(computed_forcings=('moon_phase',))
 
 
-def test_embedded_held_suarez_dataset():
-  d = weather.WeatherData()
+def test_simulated_held_suarez_dataset(tmp_path):
+  """The embedded dataset's format (a short simulation of it) reads as WeatherData.
+
+  The default spec's periods pick trajectory k by year 2000 + k.
+  """
+  from sphere_plugin.data import held_suarez  # pylint: disable=g-import-not-at-top
+  path = held_suarez.make_dataset(tmp_path / 'hs.zarr', progress=False, spinup_days=2,
+                                  branch_days=1, days=2, trajectories=4, seed=1)
+  d = weather.WeatherData(weather.WeatherSpec(path=str(path)))
   assert str(d.grid) == 'gaussian:64x32'
   assert len(d.channels) == 13 and len(d.forcing_channels) == 7
-  # 4 trajectories of 180 six-hourly times; 2 in training: 2 * 179 pairs.
-  assert len(d.window_starts('train', 1)) == 2 * 179
-  assert len(d.window_starts('valid', 1)) == 179
+  # 4 trajectories of 8 six-hourly times; 2 in training: 2 * 7 one-step windows.
+  assert len(d.window_starts('train', 1)) == 2 * 7
+  assert len(d.window_starts('valid', 1)) == 7
   n = d.normalizer
   for u, v in d.vector_pairs:
     assert n.std[u] == n.std[v] and n.mean[u] == 0
