@@ -182,6 +182,11 @@ def test_evaluate_writes_scores_and_figures(workdir, tmp_path):
   got = float(rmse['persistence']['geopotential'].sel(level=500, prediction_timedelta='6h'))
   np.testing.assert_allclose(got, ref, rtol=1e-5)
   assert 'persistence' in result['table'] and 'model' in result['table']
+  scores = xr.open_dataset(tmp_path / 'scores.nc')
+  assert list(scores['metric'].values) == ['rmse', 'acc']
+  # ACC of persistence at a lead of 0 would be 1; at 6 h it is high but below 1.
+  a = float(result['acc']['persistence']['temperature'].sel(level=850, prediction_timedelta='6h'))
+  assert 0 < a < 1
 
 
 _PARALLEL = """

@@ -56,6 +56,8 @@ def main(argv):
   print(f'      evaluated ({time.time() - t2:.0f} s)\n')
   print('Latitude-weighted RMSE on the held-out test trajectory:')
   print(result['table'])
+  print()
+  print(result['acc_table'])
   print(f'\nScores (scores.nc, skill.txt) and figures (rmse_vs_lead.png, maps) written to '
         f'{result["output_dir"]}')
   print(f'Total wall time {time.time() - t0:.0f} s.')

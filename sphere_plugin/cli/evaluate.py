@@ -77,7 +77,9 @@ def evaluate(workdir: str, output_dir: str | None = None, *, data_path: str | No
   """Scores the workdir's model, persistence and climatology; writes files.
 
   Returns:
-    {'rmse': {model name: Dataset}, 'acc': {...}, 'table': str, 'output_dir': str}.
+    {'rmse': {model name: Dataset}, 'acc': {...}, 'table': str (RMSE),
+     'acc_table': str, 'output_dir': str}. scores.nc holds both metrics
+    (dims metric, model, prediction_timedelta, level).
   """
   model = forecast.load(workdir)
   spec = dataclasses.replace(model.data.spec, path=data_path) if data_path else None
@@ -106,13 +108,20 @@ def evaluate(workdir: str, output_dir: str | None = None, *, data_path: str | No
   table = evaluation.skill_table(rmse, variables=headline, leads=tuple(leads))
   out = output_dir or os.path.join(workdir, 'evaluation')
   os.makedirs(out, exist_ok=True)
-  scores = xr.concat([xr.concat([rmse[k] for k in forecasts], 'model').assign_coords(
-      model=list(forecasts)).expand_dims(metric=['rmse'])], 'metric')
+  acc_table = evaluation.skill_table(acc, variables=headline, leads=tuple(leads), metric='ACC')
+
+  def stack(per_model, metric):
+    names = list(per_model)
+    return xr.concat([per_model[k] for k in names], 'model').assign_coords(
+        model=names).expand_dims(metric=[metric])
+
+  # ACC has no climatology row (0/0): the outer join leaves it NaN there.
+  scores = xr.concat([stack(rmse, 'rmse'), stack(acc, 'acc')], 'metric', join='outer')
   scores.attrs = {'workdir': os.path.abspath(workdir), 'split': split,
                   'checkpoint_step': model.step, 'init_times': len(inits)}
   scores.to_netcdf(os.path.join(out, 'scores.nc'))
   with open(os.path.join(out, 'skill.txt'), 'w', encoding='utf-8') as f:
-    f.write(table + '\n')
+    f.write(table + '\n\n' + acc_table + '\n')
   plots.plot_rmse_vs_lead(rmse, headline, os.path.join(out, 'rmse_vs_lead.png'))
   last = fc['prediction_timedelta'].values[-1]
   hours = int(last / np.timedelta64(1, 'h'))
@@ -122,7 +131,8 @@ def evaluate(workdir: str, output_dir: str | None = None, *, data_path: str | No
     short = {'geopotential': 'z', 'temperature': 't'}.get(name, name)
     plots.plot_maps(t0, f0, os.path.join(out, f'map_{short}{level}_{hours}h.png'),
                     title=f'{name} {level} hPa, +{hours} h from {str(inits[0])[:16]}')
-  return {'rmse': rmse, 'acc': acc, 'table': table, 'output_dir': out}
+  return {'rmse': rmse, 'acc': acc, 'table': table, 'acc_table': acc_table,
+          'output_dir': out}
 
 
 def _timedelta(text: str) -> np.timedelta64:
@@ -151,6 +161,8 @@ def main(argv):
     print(f'evaluate: {e}', file=sys.stderr)
     sys.exit(1)
   print(result['table'])
+  print()
+  print(result['acc_table'])
   print(f'scores and figures written to {result["output_dir"]}')
 
 
