@@ -57,8 +57,7 @@ class TrainedForecaster:
   workdir: str | None = None
 
   def __post_init__(self):
-    n = self.data.normalizer
-    self.diff_scale = (np.asarray(n.diff_std) / np.asarray(n.std)).astype(np.float32)
+    self.diff_scale = self.data.normalizer.diff_scale
     self._step_fn = jax.jit(lambda v, x, f: forecaster_lib.step(self.model, v, x, f,
                                                                 self.diff_scale))
 
