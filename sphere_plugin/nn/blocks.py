@@ -121,6 +121,12 @@ class SphericalCNN(nn.Module):
     block: residual block class (gin-configurable).
     nonlinearity: module class of the stem's nonlinearity (spins=... keyword).
     axis_name: for batch-norm statistics under pmap/shard_map.
+    front_end: None, or a module class built with no arguments (a gin
+      reference, e.g. a scattering transform or graph-convolution stack) that
+      runs before the stem: hybrid networks. It is called as
+      `front_end()(x, train)` on the input and must return spin-0 fields
+      (*batch, *G.shape, 1, C'), where G is its `output_grid` (an attribute
+      or a method returning a Grid or grid text); the stem then reads G.
 
   Call:
     x: (*batch, *input_grid.shape, len(input_spins), C_in); train: batch-norm mode.
@@ -137,6 +143,7 @@ class SphericalCNN(nn.Module):
   block: Callable[..., nn.Module] = SpinSphericalResidualBlock
   nonlinearity: Callable[..., nn.Module] = PhaseCollapse
   axis_name: Any = None
+  front_end: Callable[..., nn.Module] | None = None
 
   def stage_spins(self) -> tuple[tuple[int, ...], ...]:
     """Per-stage spin tuples."""
@@ -155,10 +162,17 @@ class SphericalCNN(nn.Module):
     nfps = _per_stage(self.num_filter_params, n, 'num_filter_params')
     spins = self.stage_spins()
     grids = [spectral.as_grid(g) for g in self.grids]
+    input_grid, input_spins = self.input_grid, self.input_spins
+    if self.front_end is not None:
+      front = self.front_end()
+      x = front(x, train)
+      input_grid = front.output_grid
+      input_grid = spectral.as_grid(input_grid() if callable(input_grid) else input_grid)
+      input_spins = (0,)
     lmax0 = lmaxes[0] if lmaxes[0] is not None else min(
-        spectral.default_lmax(self.input_grid), spectral.default_lmax(grids[0]))
-    h = SpinSphericalConv(features[0], spins_in=self.input_spins, spins_out=spins[0],
-                          input_grid=self.input_grid, lmax=lmax0,
+        spectral.default_lmax(input_grid), spectral.default_lmax(grids[0]))
+    h = SpinSphericalConv(features[0], spins_in=input_spins, spins_out=spins[0],
+                          input_grid=input_grid, lmax=lmax0,
                           num_filter_params=nfps[0], use_bias=False, name='stem')(x)
     h = SpectralBatchNorm(spins=spins[0], axis_name=self.axis_name)(h, train)
     h = self.nonlinearity(spins=spins[0])(spectral.to_spatial(h, grids[0], spins[0]))

@@ -1,5 +1,6 @@
 """Layer behaviour: shapes, errors, statistics, pooling against references, gin, gradients."""
 
+import flax.linen as nn
 import gin
 import healpy
 import jax
@@ -225,6 +226,28 @@ def test_gin_configures_layers_and_backbone():
     np.testing.assert_allclose(p['MagnitudeNonlinearity_0']['bias'], -0.25)
   finally:
     gin.clear_config()
+
+
+class _PoolingFrontEnd(nn.Module):
+  """A stand-in front end: area-weighted pooling of gaussian:16x8 to 8x4."""
+  output_grid = 'gaussian:8x4'
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    del train
+    return snn.SphericalPooling(grid=G)(x)
+
+
+def test_backbone_front_end_feeds_the_stem_its_output_grid():
+  model = snn.SphericalCNN(input_grid=G, grids=('gaussian:8x4',), features=(3,), spins=(0,),
+                           front_end=_PoolingFrontEnd)
+  x = _field((2, 16, 8, 1, 2), complex_=False)
+  v = model.init(jax.random.key(0), x)
+  assert model.apply(v, x).shape == (2, 8, 4, 1, 3)
+  pooled = snn.SphericalPooling(grid=G).apply({}, x)
+  plain = snn.SphericalCNN(input_grid='gaussian:8x4', grids=('gaussian:8x4',), features=(3,),
+                           spins=(0,))
+  np.testing.assert_allclose(model.apply(v, x), plain.apply(v, pooled), rtol=1e-5, atol=1e-6)
 
 
 def _loss_of(module, x, train=None):
