@@ -31,12 +31,16 @@ What the workdir (a POSIX path; shared by all hosts in a multi-host run) holds:
                        leaves a complete-looking partial checkpoint; leftover
                        tmp dirs are removed on the next start.
     metrics.jsonl      one JSON object per event: {"event": "start" | "resume"
-                       | "train" | "eval" | "preempted" | "done", "step",
+                       | "train" | "eval" | "preempted" | "done" | "test",
+                       "step",
                        "time" (unix seconds), "elapsed_s" (this run), ...}.
                        "train" rows average the training metrics ("loss" and
                        the task's) over the steps since the previous row and
                        give "steps_per_s"; "eval" rows hold task.evaluate's
-                       metrics. On resume, rows past the restored step (logged
+                       metrics; a "test" row (after "done") holds the
+                       metrics of the task's optional
+                       `final_evaluation(variables, workdir=, batch_size=)`,
+                       called once when a run reaches num_steps. On resume, rows past the restored step (logged
                        by the killed run after its last checkpoint) are dropped.
     tensorboard/       the same scalars for TensorBoard ('train/<name>',
                        'eval/<name>'), purged past the restored step on resume.
@@ -713,4 +717,8 @@ def train(workdir: str, task: Any = gin.REQUIRED, *, num_steps: int = 1000,
         return state
     manager.wait_until_finished()
     log.event('done', step)
+    final = getattr(task, 'final_evaluation', None)
+    if callable(final):
+      log.event('test', step, final(state.variables, workdir=workdir,
+                                    batch_size=eval_batch_size or batch_size))
     return state

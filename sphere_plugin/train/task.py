@@ -91,6 +91,12 @@ class Task(Protocol):
     first step. May do nothing."""
     ...
 
+  # Optional, not part of the protocol check: a task may also define
+  #   final_evaluation(variables, *, workdir, batch_size) -> dict[str, float]
+  # which the loop calls once, on every process, when a run reaches num_steps
+  # (e.g. scoring the test split and writing a metrics file on process 0); its
+  # metrics are logged as a "test" event.
+
 
 def as_task(obj: Any) -> Task:
   """Returns `obj` if it is a Task; calls it first if it is a class/factory.
