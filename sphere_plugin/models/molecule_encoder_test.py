@@ -120,9 +120,10 @@ def test_heads_are_rotation_and_permutation_invariant(aggregation):
   mask = Z > 0
   element = np.asarray(me.element_index(Z))
   centred = rng.normal(size=(2, 7, 3)) * mask[..., None]
-  head = qm9_models.TargetHead(aggregation, hidden=8)
+  head = qm9_models.TargetHeads((aggregation, 'element', aggregation), hidden=8)
   v = head.init(jax.random.key(1), atoms, mask, element, centred)
   y = head.apply(v, atoms, mask, element, centred)
+  assert y.shape == (2, 3)
   rot = scipy.spatial.transform.Rotation.random(random_state=2).as_matrix()
   np.testing.assert_allclose(head.apply(v, atoms, mask, element, centred @ rot.T), y,
                              rtol=1e-5, atol=1e-6)
@@ -141,7 +142,7 @@ def test_regressor_outputs_one_column_per_target_and_checks_names():
   model = qm9_models.QM9Regressor(encoder=_encoder(), targets=('h', 'mu', 'gap'), hidden=8)
   v = model.init(jax.random.key(0), Z, X)
   assert model.apply(v, Z, X).shape == (2, 3)
-  assert set(v['params']) >= {'head_h', 'head_mu', 'head_gap'}
+  assert v['params']['heads']['kernel'].shape == (3, 8, 8)  # (targets, hidden, dipole charges)
   with pytest.raises(ValueError, match='unknown QM9 target'):
     qm9_models.QM9Regressor(encoder=_encoder(), targets=('enthalpy',)).init(
         jax.random.key(0), Z, X)

@@ -1,7 +1,8 @@
 """QM9 property heads on a `MoleculeEncoder`: one per target, each with its aggregation.
 
-A target's head maps each atom's embedding to a few numbers with a small MLP
-and aggregates them over the molecule's atoms:
+Each target's head maps each atom's embedding to a few numbers with a small
+MLP and aggregates them over the molecule's atoms (all heads run as one
+batched computation, `TargetHeads`):
 
   element   sum over atoms of (a_e * s_i + b_e), a per-element scale and
             bias (extensive properties: energies, polarizability, Cv)
@@ -32,40 +33,73 @@ DEFAULT_AGGREGATION = {'mu': 'dipole', 'r2': 'spread', 'homo': 'mean', 'lumo': '
                        'gap': 'mean'}  # the rest: 'element'
 
 
-class TargetHead(nn.Module):
-  """One target's per-atom MLP and aggregation (see the module docstring).
+class TargetHeads(nn.Module):
+  """All targets' per-atom MLPs and aggregations, batched over targets.
+
+  Attributes:
+    aggregations: one aggregation name per target (see the module docstring).
+    hidden: width of each target's MLP.
+    num_charges: K, the learned charges of a 'dipole' head.
 
   Call:
     atoms: (B, A, F) embeddings; mask: (B, A) bool; element: (B, A) element
     index (len(ELEMENTS) at padding); centred: (B, A, 3) positions minus the
-    centre of mass. Returns (B,).
+    centre of mass. Returns (B, T).
   """
-  aggregation: str
+  aggregations: Sequence[str]
   hidden: int = 64
   num_charges: int = 8
 
   @nn.compact
   def __call__(self, atoms, mask, element, centred):
-    if self.aggregation not in AGGREGATIONS:
-      raise ValueError(f'unknown aggregation {self.aggregation!r}; one of {AGGREGATIONS}')
-    width = {'dipole': self.num_charges, 'spread': 2}.get(self.aggregation, 1)
-    h = nn.silu(nn.Dense(self.hidden)(atoms))
-    s = nn.Dense(width)(h) * mask[..., None]  # (B, A, width)
-    if self.aggregation == 'element':
+    unknown = sorted(set(self.aggregations) - set(AGGREGATIONS))
+    if unknown:
+      raise ValueError(f'unknown aggregation(s) {unknown}; known: {AGGREGATIONS}')
+    t = len(self.aggregations)
+    width = max({'dipole': self.num_charges, 'spread': 2}.get(a, 1) for a in self.aggregations)
+    h = nn.silu(nn.DenseGeneral((t, self.hidden), name='hidden')(atoms))  # (B, A, T, H)
+    kernel = self.param('kernel', nn.initializers.lecun_normal(batch_axis=(0,)),
+                        (t, self.hidden, width))
+    bias = self.param('bias', nn.initializers.zeros, (t, width))
+    s = (jnp.einsum('bath,thw->batw', h, kernel) + bias) * mask[..., None, None]
+    maskf = mask.astype(s.dtype)
+    out = [None] * t
+
+    def group(name):
+      return [k for k, a in enumerate(self.aggregations) if a == name]
+
+    if idx := group('element'):
       n = len(molecule_encoder.ELEMENTS) + 1
-      scale = nn.Embed(n, 1, embedding_init=nn.initializers.ones, name='element_scale')(element)
-      bias = nn.Embed(n, 1, embedding_init=nn.initializers.zeros, name='element_bias')(element)
-      return jnp.sum((scale * s + bias)[..., 0] * mask, axis=1)
-    if self.aggregation == 'sum':
-      return jnp.sum(s[..., 0], axis=1)
-    if self.aggregation == 'mean':
-      return jnp.sum(s[..., 0], axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1)
-    if self.aggregation == 'spread':
-      r2 = jnp.sum(centred ** 2, axis=-1)
-      return jnp.sum(s[..., 0] * r2 + s[..., 1], axis=1)
-    moment = jnp.einsum('bak,bax->bkx', s, centred)  # dipole
-    norms = jnp.sqrt(jnp.sum(moment ** 2, axis=-1) + 1e-8)
-    return nn.Dense(1)(norms)[..., 0]
+      scale = nn.Embed(n, len(idx), embedding_init=nn.initializers.ones,
+                       name='element_scale')(element)
+      shift = nn.Embed(n, len(idx), embedding_init=nn.initializers.zeros,
+                       name='element_bias')(element)
+      y = jnp.sum((scale * s[:, :, idx, 0] + shift) * maskf[..., None], axis=1)
+      out = _place(out, idx, y)
+    if idx := group('sum'):
+      out = _place(out, idx, jnp.sum(s[:, :, idx, 0], axis=1))
+    if idx := group('mean'):
+      count = jnp.maximum(jnp.sum(maskf, axis=1), 1.0)[:, None]
+      out = _place(out, idx, jnp.sum(s[:, :, idx, 0], axis=1) / count)
+    if idx := group('spread'):
+      r2 = jnp.sum(centred ** 2, axis=-1)[..., None]
+      out = _place(out, idx, jnp.sum(s[:, :, idx, 0] * r2 + s[:, :, idx, 1], axis=1))
+    if idx := group('dipole'):
+      k = self.num_charges
+      moment = jnp.einsum('batk,bax->btkx', s[:, :, idx, :k], centred)
+      norms = jnp.sqrt(jnp.sum(moment ** 2, axis=-1) + 1e-8)  # (B, Td, K)
+      w = self.param('dipole_readout', nn.initializers.lecun_normal(batch_axis=(0,)),
+                     (len(idx), k))
+      b = self.param('dipole_bias', nn.initializers.zeros, (len(idx),))
+      out = _place(out, idx, jnp.einsum('btk,tk->bt', norms, w) + b)
+    return jnp.stack(out, axis=-1)
+
+
+def _place(out: list, idx: Sequence[int], values) -> list:
+  """out[idx[i]] = values[:, i]."""
+  for i, k in enumerate(idx):
+    out[k] = values[:, i]
+  return out
 
 
 @gin.configurable(module='sphere_plugin.models')
@@ -97,6 +131,5 @@ class QM9Regressor(nn.Module):
     centred = positions - molecule_encoder.centre_of_mass(atomic_numbers, positions)[:, None]
     element = molecule_encoder.element_index(atomic_numbers)
     how = {**DEFAULT_AGGREGATION, **(self.aggregations or {})}
-    outs = [TargetHead(how.get(t, 'element'), self.hidden, name=f'head_{t}')(
-        emb['atoms'], emb['mask'], element, centred) for t in self.targets]
-    return jnp.stack(outs, axis=-1)
+    return TargetHeads(tuple(how.get(t, 'element') for t in self.targets), self.hidden,
+                       name='heads')(emb['atoms'], emb['mask'], element, centred)

@@ -109,3 +109,22 @@ def test_bad_settings_raise_clear_errors():
     qm9_task.QM9Task(model=_model, size_buckets=(16, 20))
   with pytest.raises(ValueError, match="loss must be 'l1' or 'l2'"):
     qm9_task.QM9Task(model=_model, loss='huber')
+
+
+@pytest.mark.parametrize('name, min_params, max_params', [('qm9_small.gin', 5e4, 2e5),
+                                                           ('qm9.gin', 1e7, 2e7)])
+def test_gin_configs_build(name, min_params, max_params):
+  import gin  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  gin.parse_config_files_and_bindings([os.path.join(root, 'gin', name)], [])
+  try:
+    model = qm9_models.QM9Regressor()
+    z = np.zeros((2, 29), np.int32)
+    z[:, :3] = [8, 1, 1]
+    x = np.zeros((2, 29, 3), np.float32)
+    x[:, 1, 0] = x[:, 2, 1] = 1.0
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), z, x))
+    n = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes['params']))
+    assert min_params <= n <= max_params, n
+  finally:
+    gin.clear_config()
