@@ -16,6 +16,8 @@ from sphere_plugin.nn.pooling import SpectralPooling
 from sphere_plugin.nn.pooling import SphericalPooling
 from sphere_plugin.nn.pooling import pooled_grid
 from sphere_plugin.nn.readout import invariants
+from sphere_plugin.nn.scattering import ScatteringFrontEnd
+from sphere_plugin.nn.scattering import ScatteringTransform
 from sphere_plugin.nn.spectral import default_lmax
 from sphere_plugin.nn.spectral import to_spatial
 from sphere_plugin.nn.spectral import to_spectral

@@ -1,0 +1,235 @@
+"""Apply the scattering transform to a dataset once and cache it next to the data.
+
+    scatter_dataset(ds, J=3, N=2)              -> xr.Dataset (in memory)
+    scatter_file('era5.nc', J=3, N=2)         -> 'era5.scattering.nc' (cached)
+
+Every data variable with the grid's spatial dims is transformed; other dims
+(time, level, ...) are kept and a `path` dim is added in front of the coarse
+spatial dims: `(..., path, *coarse dims)`, with path coordinates `depth`, `j1`,
+`j2` (-1 where a path has no such scale) and the labels of
+`ScatteringTransform.path_labels`. The coarse grid's dims keep the input's
+names (lat-lon: longitude/latitude ascending; HEALPix: a RING-order pixel dim
+with `healpix_nside` / `healpix_order` attrs), so `grids.from_dataset` reads it.
+Parameters are stored as `scattering_*` attrs; `scatter_file` reuses an
+existing output only when they (and the source file's size and mtime) match.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import jax
+import numpy as np
+import tqdm
+import xarray as xr
+
+from sphere_plugin import atomic
+from sphere_plugin import grids as grids_lib
+from sphere_plugin.nn import scattering
+
+VERSION = 1
+
+
+def _canonical(ds: xr.Dataset, grid) -> xr.Dataset:
+  """Sorts lat-lon data to latitude ascending and longitude from 0 (our axis order)."""
+  dims = grids_lib.spatial_dims(ds)
+  if isinstance(grid, grids_lib.HealpixGrid):
+    return ds
+  lon, lat = dims
+  ds = ds.assign_coords({lon: np.mod(ds[lon].values.astype(np.float64), 360.0)})
+  return ds.sortby([lon, lat])
+
+
+def _coarse_coords(ds: xr.Dataset, grid, coarse) -> dict:
+  dims = grids_lib.spatial_dims(ds)
+  if isinstance(coarse, grids_lib.HealpixGrid):
+    name = dims[0] if isinstance(grid, grids_lib.HealpixGrid) else 'pixel'
+    pix = xr.DataArray(np.arange(coarse.npix), dims=(name,),
+                       attrs={'healpix_nside': coarse.nside, 'healpix_order': 'ring'})
+    return {name: pix}
+  lon, lat = dims if not isinstance(grid, grids_lib.HealpixGrid) else ('longitude', 'latitude')
+  return {lon: xr.DataArray(coarse.longitudes, dims=(lon,), attrs={'units': 'degrees_east'}),
+          lat: xr.DataArray(coarse.latitudes, dims=(lat,), attrs={'units': 'degrees_north'})}
+
+
+def scattering_attrs(transform: scattering.ScatteringTransform, variables) -> dict:
+  """The attrs that identify a cached result."""
+  attrs = {f'scattering_{k}': v for k, v in transform.config().items()}
+  attrs['scattering_variables'] = ','.join(variables)
+  attrs['scattering_version'] = VERSION
+  return attrs
+
+
+def _variables(ds, spatial, variables):
+  if variables is None:
+    return [n for n, v in ds.data_vars.items()
+            if set(spatial) <= set(v.dims) and np.issubdtype(v.dtype, np.number)]
+  missing = [n for n in variables if n not in ds.data_vars]
+  if missing:
+    raise ValueError(f'variables {missing} not in the dataset (it has {list(ds.data_vars)})')
+  flat = [n for n in variables if not set(spatial) <= set(ds[n].dims)]
+  if flat:
+    raise ValueError(f'variables {flat} lack the spatial dims {spatial}')
+  return list(variables)
+
+
+def scatter_dataset(ds: xr.Dataset, *, variables=None, batch_size: int = 16,
+                    progress: bool = False, **params) -> xr.Dataset:
+  """Scattering coefficients of every spatial variable of a dataset.
+
+  Args:
+    ds: dataset on a grid `grids.from_dataset` detects (read lazily; loaded
+      `batch_size` fields at a time).
+    variables: names to transform (default: every numeric variable with the
+      spatial dims).
+    batch_size: fields per transform call.
+    progress: tqdm progress bar on stderr.
+    **params: `ScatteringTransform` arguments (J, N, depth, lmax, dilation,
+      oversampling, pooling, n_directions, coarse_grid).
+
+  Returns:
+    Dataset: per variable (*other dims, path, *coarse dims), float32 (complex64
+    for complex input), with path coordinates and `scattering_*` attrs.
+  """
+  grid = grids_lib.from_dataset(ds)
+  spatial = grids_lib.spatial_dims(ds)
+  names = _variables(ds, spatial, variables)
+  if not names:
+    raise ValueError(f'no variable has the spatial dims {spatial}')
+  ds = _canonical(ds, grid)
+  transform = scattering.ScatteringTransform(grid, **params)
+  coarse = transform.coarse_grid
+  coords = _coarse_coords(ds, grid, coarse)
+  cdims = tuple(coords)
+  paths = transform.paths
+  path_coords = {
+      'path': ('path', list(transform.path_labels)),
+      'depth': ('path', [len(p) for p in paths]),
+      'j1': ('path', [p[0] if p else -1 for p in paths]),
+      'j2': ('path', [p[1] if len(p) > 1 else -1 for p in paths]),
+  }
+  run = jax.jit(transform.__call__)
+  out = {}
+  jobs = []
+  for name in names:
+    da = ds[name]
+    other = [d for d in da.dims if d not in spatial]
+    da = da.transpose(*other, *spatial)
+    n = int(np.prod([da.sizes[d] for d in other], dtype=np.int64))
+    jobs.append((name, da, other, n))
+
+  def steps(da, other):
+    """Slices along the first non-spatial dim, about batch_size fields each."""
+    if not other:
+      return [{}]
+    rest = int(np.prod([da.sizes[d] for d in other[1:]], dtype=np.int64))
+    step = max(1, batch_size // max(rest, 1))
+    return [{other[0]: slice(i, i + step)} for i in range(0, da.sizes[other[0]], step)]
+
+  total = sum(len(steps(da, other)) for _, da, other, _ in jobs)
+  bar = tqdm.tqdm(total=total, desc=f'scatter to {coarse}', unit='chunk', disable=not progress,
+                  file=sys.stderr)
+  for name, da, other, n in jobs:
+    shape = tuple(da.sizes[d] for d in other)
+    complex_ = np.iscomplexobj(np.zeros((), da.dtype))
+    dtype = np.complex64 if complex_ else np.float32
+    res = np.empty((n, len(paths)) + coarse.shape, dtype)
+    i = 0
+    for sel in steps(da, other):
+      x = np.asarray(da.isel(sel).values, dtype).reshape((-1,) + grid.shape)
+      res[i:i + len(x)] = np.asarray(run(x))
+      i += len(x)
+      bar.update(1)
+    res = res.reshape(shape + res.shape[1:])
+    out[name] = xr.DataArray(res, dims=(*other, 'path', *cdims),
+                             coords={d: da[d] for d in other if d in da.coords},
+                             attrs=dict(da.attrs))
+  bar.close()
+  result = xr.Dataset(out).assign_coords(path_coords).assign_coords(coords)
+  for c, v in ds.coords.items():  # non-spatial coords (time, level, ...)
+    if c not in result.coords and not set(v.dims) & set(spatial) and set(v.dims) <= set(result.dims):
+      result = result.assign_coords({c: v})
+  result.attrs = scattering_attrs(transform, names)
+  return result
+
+
+def default_output(input_path: str) -> str:
+  """`<input stem>.scattering.zarr` for zarr stores, `.scattering.nc` otherwise."""
+  path = os.fspath(input_path).rstrip('/')
+  stem, ext = os.path.splitext(path)
+  return stem + ('.scattering.zarr' if ext == '.zarr' or os.path.isdir(path) else '.scattering.nc')
+
+
+def _source_attrs(input_path: str) -> dict:
+  st = os.stat(input_path)
+  return {'scattering_source': os.path.basename(os.path.abspath(input_path).rstrip('/')),
+          'scattering_source_size': int(st.st_size),
+          'scattering_source_mtime_ns': str(st.st_mtime_ns)}
+
+
+def _open(path: str) -> xr.Dataset:
+  """Opens a zarr store (xarray-tensorstore, lazy) or a netCDF file (lazy)."""
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'input {path!r} does not exist')
+  try:
+    if os.path.isdir(path):
+      import xarray_tensorstore  # pylint: disable=g-import-not-at-top
+      return xarray_tensorstore.open_zarr(path)
+    return xr.open_dataset(path)
+  except Exception as e:  # pylint: disable=broad-except
+    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    raise ValueError(f'cannot read {path!r} as a zarr store or netCDF file: {first}') from e
+
+
+def _same(a, b) -> bool:
+  if isinstance(a, (float, np.floating)) or isinstance(b, (float, np.floating)):
+    return np.isclose(float(a), float(b), rtol=1e-12, atol=0)
+  return str(a) == str(b)
+
+
+def scatter_file(input_path: str, output: str | None = None, *, overwrite: bool = False,
+                 variables=None, batch_size: int = 16, progress: bool = True,
+                 **params) -> tuple[str, bool]:
+  """Computes (or reuses) the scattering coefficients of a dataset file.
+
+  Args:
+    input_path: netCDF file or zarr store.
+    output: where to write (default `default_output(input_path)`: next to it).
+      '.zarr' -> zarr (format 2), else netCDF; written through a temporary
+      path renamed on success (`sphere_plugin.atomic`).
+    overwrite: recompute when an output with other parameters exists.
+    variables, batch_size, progress, **params: as `scatter_dataset`.
+
+  Returns:
+    (output path, whether it was computed now). An existing output whose
+    `scattering_*` attrs match is reused without computing.
+
+  Raises:
+    FileExistsError: the output exists with other parameters and not overwrite.
+  """
+  output = default_output(input_path) if output is None else os.fspath(output).rstrip('/')
+  ds = _open(input_path)
+  grid = grids_lib.from_dataset(ds)
+  names = _variables(ds, grids_lib.spatial_dims(ds), variables)
+  transform = scattering.ScatteringTransform(grid, **params)
+  expected = {**scattering_attrs(transform, names), **_source_attrs(input_path)}
+  if os.path.exists(output):
+    with _open(output) as old:
+      found = dict(old.attrs)
+    diff = [k for k, v in expected.items() if k not in found or not _same(found[k], v)]
+    if not diff:
+      return output, False
+    if not overwrite:
+      raise FileExistsError(
+          f'{output!r} exists with other scattering parameters ({", ".join(diff)}); pass '
+          'overwrite=True (--overwrite) or choose another output')
+  result = scatter_dataset(ds, variables=names, batch_size=batch_size, progress=progress,
+                           **params)
+  result.attrs.update(expected)
+  with atomic.atomic_path(output) as tmp:
+    if output.endswith('.zarr'):
+      result.to_zarr(tmp, mode='w', zarr_format=2)
+    else:
+      result.to_netcdf(tmp)
+  return output, True
