@@ -24,4 +24,6 @@ test: $(STAMP)
 benchmark: $(STAMP)
 	$(PY) tools/benchmark.py
 	$(PY) tools/regrid_benchmark.py
+	$(PY) tools/graph_benchmark.py
 	$(PY) tools/train_benchmark.py
+	$(PY) tools/train_benchmark.py --configs=gin/qm9_small.gin --steps=40
