@@ -20,6 +20,7 @@ import gin
 import numpy as np
 
 from sphere_plugin import train as train_lib
+from sphere_plugin.train import qm9_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(ROOT, 'tools', 'train.py')
@@ -105,3 +106,26 @@ def test_killed_qm9_run_resumes_and_its_losses_continue(tmp_path):
   np.testing.assert_allclose([resumed[s] for s in steps], [straight[s] for s in steps],
                              rtol=1e-4)
   assert np.mean([straight[s] for s in steps[-6:]]) < np.mean([straight[s] for s in steps[:6]])
+
+  # The trained model, rebuilt from the workdir alone, reproduces the test MAE.
+  try:
+    trained = qm9_task.TrainedQM9(workdir)
+    test = trained.task.test
+    n = int(test.num_atoms.max())
+    pred = trained.predict(test.atomic_numbers[:, :n], test.positions[:, :n])
+    emb = trained.embed(test.atomic_numbers[:4], test.positions[:4])
+  finally:
+    gin.clear_config()
+  assert trained.step == NUM_STEPS and trained.targets == ('h', 'mu')
+  mae = np.mean(np.abs(pred - test.targets[:, [9, 0]]), axis=0)
+  np.testing.assert_allclose(mae, [report['targets']['h']['model_mae'],
+                                   report['targets']['mu']['model_mae']], rtol=1e-5)
+  assert emb['atoms'].shape == (4, 29, 8) and emb['molecule'].shape == (4, 8)
+  # The trained filters run on a finer grid too (inference with less aliasing).
+  try:
+    finer = qm9_task.TrainedQM9(workdir, bindings=[
+        "sphere_plugin.nn.SphericalCNN.grids = ('gaussian:16x8',)"])
+    pred_fine = finer.predict(test.atomic_numbers[:, :n], test.positions[:, :n])
+  finally:
+    gin.clear_config()
+  assert np.all(np.isfinite(pred_fine)) and not np.allclose(pred_fine, pred)

@@ -68,7 +68,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from absl import logging
 import flax
@@ -434,17 +434,18 @@ def latest_variables(workdir: str, template_variables, *, step: int | None = Non
     manager.close()
 
 
-def task_from_config(workdir: str) -> task_lib.Task:
+def task_from_config(workdir: str, bindings: Sequence[str] = ()) -> task_lib.Task:
   """Rebuilds the task of a run from workdir/config.gin.
 
   Clears gin's global config and parses that file into it (so models and data
-  configured there are rebuilt as they were trained).
+  configured there are rebuilt as they were trained), then `bindings` (gin
+  lines that override it, e.g. a finer grid for inference).
   """
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f'{path} does not exist (is {workdir!r} a training workdir?)')
   gin.clear_config()
-  gin.parse_config_file(path)
+  gin.parse_config_files_and_bindings([path], list(bindings))
   try:
     reference = gin.query_parameter(_TASK_BINDING)
   except ValueError as e:
