@@ -26,6 +26,7 @@ import xarray as xr
 
 from sphere_plugin import atomic
 from sphere_plugin import grids as grids_lib
+from sphere_plugin.data import stores
 from sphere_plugin.nn import scattering
 
 VERSION = 1
@@ -168,20 +169,6 @@ def _source_attrs(input_path: str) -> dict:
           'scattering_source_mtime_ns': str(st.st_mtime_ns)}
 
 
-def _open(path: str) -> xr.Dataset:
-  """Opens a zarr store (xarray-tensorstore, lazy) or a netCDF file (lazy)."""
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'input {path!r} does not exist')
-  try:
-    if os.path.isdir(path):
-      import xarray_tensorstore  # pylint: disable=g-import-not-at-top
-      return xarray_tensorstore.open_zarr(path)
-    return xr.open_dataset(path)
-  except Exception as e:  # pylint: disable=broad-except
-    first = str(e).splitlines()[0] if str(e) else type(e).__name__
-    raise ValueError(f'cannot read {path!r} as a zarr store or netCDF file: {first}') from e
-
-
 def _same(a, b) -> bool:
   if isinstance(a, (float, np.floating)) or isinstance(b, (float, np.floating)):
     return np.isclose(float(a), float(b), rtol=1e-12, atol=0)
@@ -209,13 +196,13 @@ def scatter_file(input_path: str, output: str | None = None, *, overwrite: bool 
     FileExistsError: the output exists with other parameters and not overwrite.
   """
   output = default_output(input_path) if output is None else os.fspath(output).rstrip('/')
-  ds = _open(input_path)
+  ds = stores.open_dataset(input_path)
   grid = grids_lib.from_dataset(ds)
   names = _variables(ds, grids_lib.spatial_dims(ds), variables)
   transform = scattering.ScatteringTransform(grid, **params)
   expected = {**scattering_attrs(transform, names), **_source_attrs(input_path)}
   if os.path.exists(output):
-    with _open(output) as old:
+    with stores.open_dataset(output) as old:
       found = dict(old.attrs)
     diff = [k for k, v in expected.items() if k not in found or not _same(found[k], v)]
     if not diff:

@@ -29,6 +29,7 @@ from sphere_plugin import accessor
 from sphere_plugin import atomic
 from sphere_plugin import grids
 from sphere_plugin import regrid as regrid_lib
+from sphere_plugin.data.stores import open_dataset
 
 _INPUT = flags.DEFINE_string('input', None, 'Input dataset: a .zarr store or a netCDF file.')
 _OUTPUT = flags.DEFINE_string('output', None, 'Output path: .zarr for zarr, else netCDF.')
@@ -47,20 +48,6 @@ _CHUNK = flags.DEFINE_string('chunk', None,
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace an existing output.')
 _LMAX = flags.DEFINE_integer('lmax', None, 'Spectral band limit (default: what both grids resolve).')
 _TAPER = flags.DEFINE_float('taper', None, 'Spectral: fraction of the top degrees rolled off.')
-
-
-def open_dataset(path: str) -> xr.Dataset:
-  """Opens a zarr store (xarray-tensorstore) or netCDF file lazily."""
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'input {path!r} does not exist')
-  try:
-    if os.path.isdir(path):
-      import xarray_tensorstore  # pylint: disable=g-import-not-at-top
-      return xarray_tensorstore.open_zarr(path)
-    return xr.open_dataset(path)
-  except Exception as e:  # pylint: disable=broad-except
-    first = str(e).splitlines()[0] if str(e) else type(e).__name__
-    raise ValueError(f'cannot read {path!r} as a zarr store or netCDF file: {first}') from e
 
 
 def _load(ds: xr.Dataset) -> xr.Dataset:

@@ -1,1 +1,1 @@
-"""Datasets: synthetic spherical data (more in later issues)."""
+"""Datasets: WB2-format weather, QM9 molecules, simulated data (Held-Suarez, bumps), file opening."""

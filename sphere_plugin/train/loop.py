@@ -64,6 +64,7 @@ import copy
 import inspect
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -434,6 +435,31 @@ def latest_variables(workdir: str, template_variables, *, step: int | None = Non
     manager.close()
 
 
+_BINDING = re.compile(r'^((?:[\w.]+/)*)([\w.]+)\.(\w+) = ')
+
+
+def operative_config() -> str:
+  """gin's operative config, with every binding under its full module-qualified name.
+
+  `gin.operative_config_str` writes the shortest names unique in this
+  process (`optimizer.learning_rate`); a process that has also registered a
+  configurable of the same short name (NeuralGCM has an `optimizer`) could
+  not parse those back. Full names (`sphere_plugin.train.optimizer...`) parse
+  anywhere the same modules are importable.
+  """
+  registry = gin.config._REGISTRY  # pylint: disable=protected-access
+  full = {}
+  for _, selector in gin.config._OPERATIVE_CONFIG:  # pylint: disable=protected-access
+    full[registry.minimal_selector(selector)] = selector
+  lines = []
+  for line in gin.operative_config_str().splitlines():
+    m = _BINDING.match(line)
+    if m and m.group(2) in full:
+      line = f'{m.group(1)}{full[m.group(2)]}.{m.group(3)} = {line[m.end():]}'
+    lines.append(line)
+  return '\n'.join(lines) + '\n'
+
+
 def task_from_config(workdir: str, bindings: Sequence[str] = ()) -> task_lib.Task:
   """Rebuilds the task of a run from workdir/config.gin.
 
@@ -445,7 +471,16 @@ def task_from_config(workdir: str, bindings: Sequence[str] = ()) -> task_lib.Tas
   if not os.path.exists(path):
     raise FileNotFoundError(f'{path} does not exist (is {workdir!r} a training workdir?)')
   gin.clear_config()
-  gin.parse_config_files_and_bindings([path], list(bindings))
+  try:
+    gin.parse_config_files_and_bindings([path], list(bindings))
+  except KeyError as e:
+    if 'Ambiguous selector' not in str(e):
+      raise
+    raise ValueError(f'{path} uses short gin names that are ambiguous in this process '
+                     f'({str(e).splitlines()[0]}): the run was written before config.gin '
+                     'used full names; qualify the names in that file (e.g. '
+                     'sphere_plugin.train.optimizer) or load it in a process that has not '
+                     'imported the other package') from e
   try:
     reference = gin.query_parameter(_TASK_BINDING)
   except ValueError as e:
@@ -646,7 +681,7 @@ def train(workdir: str, task: Any = gin.REQUIRED, *, num_steps: int = 1000,
         return state
 
     if is_chief:
-      _write_text(os.path.join(workdir, CONFIG_FILE), gin.operative_config_str())
+      _write_text(os.path.join(workdir, CONFIG_FILE), operative_config())
       task.save_artifacts(workdir)
     log = _Log(workdir, start, is_chief)
     stack.callback(log.close)

@@ -210,3 +210,35 @@ def test_optimizer_schedules_follow_the_formulas():
     loop.optimizer('adagrad', schedule='constant')
   with pytest.raises(ValueError, match='use name=.adamw.'):
     loop.optimizer('adam', schedule='constant', weight_decay=1e-4)
+
+
+_CLASH_SCRIPT = textwrap.dedent('''
+    import sys
+    import gin
+    from sphere_plugin.train import loop
+    from sphere_plugin.train import toy  # registers ToyTask
+    @gin.configurable('optimizer', module='another_package')  # e.g. NeuralGCM's optimizer
+    def other_optimizer(learning_rate=0.1):
+      return learning_rate
+    task = loop.task_from_config(sys.argv[1])
+    print(type(task).__name__, gin.query_parameter('sphere_plugin.train.optimizer.learning_rate'))
+''')
+
+
+def test_config_gin_uses_full_names_that_parse_beside_same_named_configurables(tmp_path):
+  import gin  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / 'run')
+  gin.parse_config_files_and_bindings([os.path.join(ROOT, 'gin', 'toy.gin')], [
+      'sphere_plugin.train.train.num_steps = 2', 'sphere_plugin.train.optimizer.warmup_steps = 0',
+      'sphere_plugin.train.optimizer.learning_rate = 0.0123'])
+  try:
+    train_lib.train(workdir, progress=False)
+  finally:
+    gin.clear_config()
+  text = open(os.path.join(workdir, 'config.gin')).read()
+  assert 'sphere_plugin.train.optimizer.learning_rate = 0.0123' in text
+  assert '\noptimizer.' not in text  # no short names
+  out = subprocess.run([sys.executable, '-c', _CLASH_SCRIPT, workdir], capture_output=True,
+                       text=True, cwd=ROOT, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.split() == ['ToyTask', '0.0123']
