@@ -228,6 +228,7 @@ _CLASH_SCRIPT = textwrap.dedent('''
 def test_config_gin_uses_full_names_that_parse_beside_same_named_configurables(tmp_path):
   import gin  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path / 'run')
+  gin.clear_config()  # earlier tests in this process may have left bindings behind
   gin.parse_config_files_and_bindings([os.path.join(ROOT, 'gin', 'toy.gin')], [
       'sphere_plugin.train.train.num_steps = 2', 'sphere_plugin.train.optimizer.warmup_steps = 0',
       'sphere_plugin.train.optimizer.learning_rate = 0.0123'])
