@@ -24,19 +24,25 @@ from absl import app
 from absl import flags
 from absl import logging
 
-_OUTPUT = flags.DEFINE_string('output', None, 'Forecast netCDF path (WB2 format).')
-_CHECKPOINT = flags.DEFINE_string('checkpoint', None,
-                                  "NeuralGCM checkpoint pickle; default NeuralGCM's toy TL63.")
-_STEPS = flags.DEFINE_integer('steps', 20, 'Adam steps on the encoder tower.')
-_LEARNING_RATE = flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate.')
-_DAYS = flags.DEFINE_float('days', 2.0, 'Forecast length in days.')
-_INTERVAL = flags.DEFINE_integer('output_hours', 6, 'Hours between forecast outputs.')
-_FEATURES = flags.DEFINE_list('features', ['8'], 'Backbone channels per stage.')
-_LMAX = flags.DEFINE_integer('lmax', 31, 'Degree limit of the backbone stages.')
-_PHYSICS_TOWER = flags.DEFINE_bool(
-    'physics_tower', False, 'Also put an (untrained) SphericalCNNTower in the learned physics.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Random seed (initialisation and encoder noise).')
-_GIN_PARAM = flags.DEFINE_multi_string('gin_param', [], 'Extra gin bindings for the model.')
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines the command-line flags (only when run as a tool, so importing this module
+  never collides with flags other modules define)."""
+  flags.DEFINE_string('output', None, 'Forecast netCDF path (WB2 format).')
+  flags.DEFINE_string('checkpoint', None,
+                      "NeuralGCM checkpoint pickle; default NeuralGCM's toy TL63.")
+  flags.DEFINE_integer('steps', 20, 'Adam steps on the encoder tower.')
+  flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate.')
+  flags.DEFINE_float('days', 2.0, 'Forecast length in days.')
+  flags.DEFINE_integer('output_hours', 6, 'Hours between forecast outputs.')
+  flags.DEFINE_list('features', ['8'], 'Backbone channels per stage.')
+  flags.DEFINE_integer('lmax', 31, 'Degree limit of the backbone stages.')
+  flags.DEFINE_bool('physics_tower', False,
+                    'Also put an (untrained) SphericalCNNTower in the learned physics.')
+  flags.DEFINE_integer('seed', 0, 'Random seed (initialisation and encoder noise).')
+  flags.DEFINE_multi_string('gin_param', [], 'Extra gin bindings for the model.')
 
 
 def _log(msg: str) -> None:
@@ -153,15 +159,15 @@ def main(argv) -> int:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # NeuralGCM logs every module construction at INFO
-  if not _OUTPUT.value:
+  if not FLAGS.output:
     print('finetune_neuralgcm: error: --output is required', file=sys.stderr)
     return 1
   try:
-    features = tuple(int(f) for f in _FEATURES.value)
+    features = tuple(int(f) for f in FLAGS.features)
     finetune_and_forecast(
-        _OUTPUT.value, _CHECKPOINT.value, _STEPS.value, _LEARNING_RATE.value, _DAYS.value,
-        _INTERVAL.value, dict(features=features, lmaxes=(_LMAX.value,) * len(features)),
-        _PHYSICS_TOWER.value, _SEED.value, _GIN_PARAM.value)
+        FLAGS.output, FLAGS.checkpoint, FLAGS.steps, FLAGS.learning_rate, FLAGS.days,
+        FLAGS.output_hours, dict(features=features, lmaxes=(FLAGS.lmax,) * len(features)),
+        FLAGS.physics_tower, FLAGS.seed, FLAGS.gin_param)
   except Exception as e:  # pylint: disable=broad-except
     message = ' '.join(str(e).split()) or type(e).__name__
     print(f'finetune_neuralgcm: error: {type(e).__name__}: {message}', file=sys.stderr)
@@ -170,4 +176,5 @@ def main(argv) -> int:
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(lambda argv: sys.exit(main(argv)))
