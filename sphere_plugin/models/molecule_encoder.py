@@ -24,7 +24,6 @@ from typing import Any, Sequence
 
 import flax.linen as nn
 import gin
-import jax
 import jax.numpy as jnp
 import numpy as np
 

@@ -31,7 +31,6 @@ import tqdm
 
 from sphere_plugin import atomic
 from sphere_plugin.data import qm9
-from sphere_plugin.models import molecule_encoder
 from sphere_plugin.models import qm9 as qm9_models
 
 BASELINE_FILENAME = 'qm9_baseline.json'
