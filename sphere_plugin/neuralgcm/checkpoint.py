@@ -92,6 +92,7 @@ class RestrictedUnpickler(pickle.Unpickler):
   """Unpickler for array checkpoints: arrays, dtypes, scalars, plain containers."""
 
   def find_class(self, module: str, name: str):
+    """The allowed global `module.name`; raises UnsafePickleError for any other."""
     obj = _allowed(module, name)
     if obj is None:
       raise UnsafePickleError(

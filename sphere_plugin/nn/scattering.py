@@ -203,6 +203,7 @@ class ScatteringTransform:
 
   @property
   def num_paths(self) -> int:
+    """P, the number of scattering paths (output channels per input channel)."""
     return len(self.paths)
 
   def config(self) -> dict:
@@ -349,6 +350,7 @@ class ScatteringFrontEnd(nn.Module):
     return self.transform().output_grid
 
   def path_labels(self) -> tuple[str, ...]:
+    """The P path names ('S0', 'S1[j=0]', 'S2[j1=0,j2=1]', ...), in channel order."""
     return self.transform().path_labels
 
   def __call__(self, x, train: bool = False):
