@@ -95,6 +95,10 @@ _MAX_CASE_SECONDS = flags.DEFINE_float(
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the random inputs.')
 _SUITES = flags.DEFINE_string('suites', 'transforms,blocks',
                               'Comma-separated parts to run: transforms, blocks.')
+_RETAIN_FREED_MEMORY = flags.DEFINE_bool(
+    'retain_freed_memory', True,
+    'Keep freed memory in the process (sphere_plugin.allocator), as the tools do; '
+    'applies to every library in the run. --noretain_freed_memory measures glibc defaults.')
 _BLOCK_GRIDS = flags.DEFINE_string(
     'block_grids', 'equiangular_with_poles:64x64,gaussian:128x64,healpix:32',
     'Grids of the residual-block benchmark (one block per grid, same grid in and out).')
@@ -473,6 +477,13 @@ def main(argv):
       raise app.UsageError(f'unknown library {name!r}; known: {", ".join(KNOWN_LIBRARIES)}')
 
   notes = []
+  if _RETAIN_FREED_MEMORY.value:
+    from sphere_plugin import allocator  # pylint: disable=g-import-not-at-top
+    applied = allocator.retain_freed_memory()
+    notes.append('freed memory retained (allocator.retain_freed_memory)' if applied
+                 else 'allocator settings unavailable (glibc defaults)')
+  else:
+    notes.append('glibc allocator defaults')
   libs = {}
   for name in requested:
     try:

@@ -32,8 +32,11 @@ def measure(gin_file: str, steps: int) -> dict:
   """Runs in a child process: build, compile, time `steps` train steps."""
   import gin  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
+  from sphere_plugin import allocator  # pylint: disable=g-import-not-at-top
   from sphere_plugin.train import loop  # pylint: disable=g-import-not-at-top
   from sphere_plugin.train import task as task_lib  # pylint: disable=g-import-not-at-top
+  if os.environ.get('SPHERE_PLUGIN_RETAIN_FREED_MEMORY', '1') != '0':
+    allocator.retain_freed_memory()
   gin.parse_config_files_and_bindings([gin_file], [])
   batch_size = gin.query_parameter('sphere_plugin.train.train.batch_size')
   # deepcopy evaluates the @Task() reference, as loop.task_from_config does.

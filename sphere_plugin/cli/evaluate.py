@@ -24,6 +24,7 @@ import numpy as np
 import tqdm
 import xarray as xr
 
+from sphere_plugin import allocator
 from sphere_plugin import evaluation
 from sphere_plugin import forecast
 from sphere_plugin import plots
@@ -148,6 +149,7 @@ def _training_spec(workdir: str) -> weather.WeatherSpec:
 
 def main(argv):
   del argv
+  allocator.retain_freed_memory()
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it reads at INFO
   if not FLAGS.workdir:

@@ -26,6 +26,7 @@ import tqdm
 import xarray as xr
 
 from sphere_plugin import accessor
+from sphere_plugin import allocator
 from sphere_plugin import atomic
 from sphere_plugin import grids
 from sphere_plugin import regrid as regrid_lib
@@ -203,6 +204,7 @@ def main(argv) -> int:
   """absl main: regrids --input to --output; one-line errors, exit status 1."""
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  allocator.retain_freed_memory()
   for flag in (_INPUT, _OUTPUT, _GRID):
     if not flag.value:
       print(f'regrid: error: --{flag.name} is required', file=sys.stderr)

@@ -22,6 +22,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from sphere_plugin import allocator
+
 FLAGS = flags.FLAGS
 
 
@@ -82,5 +84,6 @@ def main(argv) -> int:
 
 def run() -> None:
   """Entry point of tools/train.py."""
+  allocator.retain_freed_memory()  # XLA's buffers page-fault less (see allocator)
   define_flags()
   app.run(lambda argv: sys.exit(main(argv)))
