@@ -6,7 +6,7 @@ heap) and gives them back to the kernel when they are freed, so the next call
 touches fresh pages and takes a page fault per 4 KiB. Measured on this
 project's 2-core VM (`tools/benchmark.py`, L = 128, 64 fields): a spin-1
 transform page-faulted ~8,200 times per call (32 MiB), about 1 us each, a
-quarter of its time; with freed memory retained, ~0 faults and 20-30 % faster
+quarter of its time; with freed memory retained, ~0 faults and 19-26 % faster
 spin-1 transforms. Training steps allocate the same way.
 
 `retain_freed_memory()` tells glibc to keep freed blocks for reuse (it raises
