@@ -21,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 from sphere_plugin import grids as grids_lib
+from sphere_plugin import stored_config
 from sphere_plugin.data import weather
 from sphere_plugin.models import forecaster as forecaster_lib
 
@@ -156,17 +157,20 @@ def _like(out: xr.Dataset, ds: xr.Dataset) -> xr.Dataset:
 
 @contextlib.contextmanager
 def workdir_config(workdir: str):
-  """Temporarily replaces the global gin config with `workdir/config.gin`."""
+  """Temporarily replaces the global gin config with `workdir/config.gin`.
+
+  The stored config is checked by `stored_config.parse` first: one that
+  imports foreign modules or names foreign callables is refused
+  (`stored_config.UnsafeConfigError`) before gin runs any of it.
+  """
   path = os.path.join(os.fspath(workdir), CONFIG_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f'{workdir} has no {CONFIG_FILE}: not a training workdir')
-  with open(path, encoding='utf-8') as f:
-    config = f.read()
   with gin.unlock_config():
     saved = gin.config_str()
     gin.clear_config()
     try:
-      gin.parse_config(config)
+      stored_config.parse(path)  # refuses a config that could run code
       yield
     finally:
       gin.clear_config()

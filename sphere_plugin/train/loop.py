@@ -82,6 +82,7 @@ import optax
 import orbax.checkpoint as ocp
 import tqdm
 
+from sphere_plugin import stored_config
 from sphere_plugin.train import task as task_lib
 
 CONFIG_FILE = 'config.gin'
@@ -465,14 +466,17 @@ def task_from_config(workdir: str, bindings: Sequence[str] = ()) -> task_lib.Tas
 
   Clears gin's global config and parses that file into it (so models and data
   configured there are rebuilt as they were trained), then `bindings` (gin
-  lines that override it, e.g. a finer grid for inference).
+  lines that override it, e.g. a finer grid for inference). The stored file is
+  checked by `stored_config.parse` first: one that imports foreign modules or
+  names foreign callables raises `stored_config.UnsafeConfigError` before gin
+  runs any of it; `bindings` are the caller's own and are not checked.
   """
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f'{path} does not exist (is {workdir!r} a training workdir?)')
   gin.clear_config()
   try:
-    gin.parse_config_files_and_bindings([path], list(bindings))
+    stored_config.parse(path, bindings)  # refuses a config that could run code
   except KeyError as e:
     if 'Ambiguous selector' not in str(e):
       raise
