@@ -4,10 +4,11 @@ NeuralGCM checkpoints are pickles of `{'model_config_str', 'aux_ds_dict',
 'params'}`. The shipped ones hold JAX arrays pickled by an old JAX whose
 abstract values carried `named_shape`, so `pickle.load` fails on current JAX
 (`ShapedArray.__new__() got an unexpected keyword argument 'named_shape'`).
-And a pickle can run arbitrary code. `load_pickle` therefore uses a restricted
-unpickler: it accepts only NumPy array reconstruction, NumPy dtypes and scalars,
-old JAX arrays (rebuilt as NumPy arrays) and plain containers, and refuses
-every other global with `UnsafePickleError`. Load only files you trust anyway.
+And a pickle can run arbitrary code or forge memory. `load_pickle` therefore
+uses `sphere_plugin.safe_pickle`: it rebuilds numeric arrays only from (dtype,
+shape, bytes), accepts NumPy dtypes and scalars of numeric kinds, old JAX
+arrays (as NumPy arrays) and plain containers, and refuses everything else
+with `UnsafePickleError`.
 
 NeuralGCM parses a model's gin config with `skip_unknown=True`: a reference
 to a configurable that is not registered (e.g. `@SphericalCNNTower` before
@@ -20,89 +21,21 @@ currently parsed config; `load_checkpoint` refuses a config with either.
 from __future__ import annotations
 
 import importlib.resources
-import io
 import os
-import pickle
 import re
 from typing import Any, Sequence
 
 import gin
-import numpy as np
+
+from sphere_plugin import safe_pickle
+from sphere_plugin.safe_pickle import RestrictedUnpickler, UnsafePickleError  # pylint: disable=unused-import  (public names)
 
 IMPORT_HINT = 'import sphere_plugin.neuralgcm first'
 PLUGIN_NAMES = ('SphericalCNNTower',)
 
 
-class UnsafePickleError(pickle.UnpicklingError):
-  """A pickle asked for a global outside the allowed array/container set."""
-
-
-def _rebuild_jax_array(fun, args, arr_state, aval_state):
-  """Stand-in for `jax._src.array._reconstruct_array`: returns the NumPy array.
-
-  `fun(*args)` was resolved by the restricted unpickler, so it is NumPy's own
-  `_reconstruct`; `aval_state` (the old abstract value, e.g. `named_shape`) is
-  dropped.
-  """
-  del aval_state
-  if fun is not _np_reconstruct():
-    raise UnsafePickleError('old JAX array built with an unexpected function '
-                            f'{getattr(fun, "__name__", fun)!r}')
-  value = fun(*args)
-  value.__setstate__(arr_state)
-  return value
-
-
-def _multiarray():
-  try:
-    from numpy._core import multiarray  # pylint: disable=g-import-not-at-top
-  except ImportError:  # NumPy 1.x
-    from numpy.core import multiarray  # pylint: disable=g-import-not-at-top
-  return multiarray
-
-
-def _np_reconstruct():
-  return _multiarray()._reconstruct  # pylint: disable=protected-access
-
-
-def _allowed(module: str, name: str):
-  """The object a pickle may refer to as module.name, or None."""
-  if (module, name) == ('jax._src.array', '_reconstruct_array'):
-    return _rebuild_jax_array
-  if module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-    if name == '_reconstruct':
-      return _np_reconstruct()
-    if name == 'scalar':
-      return _multiarray().scalar
-  if module == 'numpy':
-    if name == 'ndarray':
-      return np.ndarray
-    if name == 'dtype':
-      return np.dtype
-  if module == 'builtins' and name in ('dict', 'list', 'tuple', 'set', 'frozenset',
-                                       'complex', 'slice', 'bytearray'):
-    return getattr(__import__('builtins'), name)
-  if module == 'collections' and name in ('OrderedDict',):
-    import collections  # pylint: disable=g-import-not-at-top
-    return collections.OrderedDict
-  return None
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-  """Unpickler for array checkpoints: arrays, dtypes, scalars, plain containers."""
-
-  def find_class(self, module: str, name: str):
-    """The allowed global `module.name`; raises UnsafePickleError for any other."""
-    obj = _allowed(module, name)
-    if obj is None:
-      raise UnsafePickleError(
-          f'refusing to load {module}.{name} from a pickle: only NumPy/JAX array '
-          'reconstruction and plain containers are allowed in a NeuralGCM checkpoint')
-    return obj
-
-
 def load_pickle(source: str | os.PathLike | bytes) -> Any:
-  """Loads a pickle through `RestrictedUnpickler`.
+  """Loads a pickle through the memory-safe `safe_pickle.RestrictedUnpickler`.
 
   Args:
     source: a path or the pickle's bytes.
@@ -111,14 +44,10 @@ def load_pickle(source: str | os.PathLike | bytes) -> Any:
     The unpickled object; JAX arrays come back as NumPy arrays.
 
   Raises:
-    UnsafePickleError: the pickle refers to anything else.
+    UnsafePickleError: the pickle refers to anything but numeric arrays,
+      dtypes, scalars and plain containers, or is malformed.
   """
-  if isinstance(source, (bytes, bytearray)):
-    data = bytes(source)
-  else:
-    with open(source, 'rb') as f:
-      data = f.read()
-  return RestrictedUnpickler(io.BytesIO(data)).load()
+  return safe_pickle.load(source)
 
 
 def demo_checkpoint_path() -> str:
