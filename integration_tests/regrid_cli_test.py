@@ -64,9 +64,15 @@ def input_zarr(tmp_path_factory):
   return path, make_input(path)
 
 
+def tool_env():
+  """The environment of a tool run: this checkout's package first (not an installed one)."""
+  return {**os.environ, 'PYTHONPATH': os.pathsep.join(
+      [ROOT] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p])}
+
+
 def run_tool(*args):
   return subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True,
-                        cwd=ROOT, timeout=300)
+                        cwd=ROOT, timeout=300, env=tool_env())
 
 
 def test_cli_regrids_a_wb2_zarr_conservatively(input_zarr, tmp_path):
@@ -126,11 +132,16 @@ def test_cli_writes_netcdf_and_needs_overwrite(input_zarr, tmp_path):
   assert xr.open_dataset(out_path).attrs['regrid_method'] == 'nearest'
 
 
+def error_lines(stderr):
+  """stderr without the progress bar's updates (a bar stopped mid-run stays on screen)."""
+  return [l for l in stderr.strip().splitlines() if l.strip() and not l.startswith('regrid to ')]
+
+
 def _error(capsys, **values):
   with flagsaver.flagsaver():
     flags.FLAGS(['regrid'] + [f'--{k}={v}' for k, v in values.items()])
     code = cli.main(['regrid'])
-  lines = capsys.readouterr().err.strip().splitlines()
+  lines = error_lines(capsys.readouterr().err)
   assert code == 1 and len(lines) == 1 and lines[0].startswith('regrid: error: '), lines
   return lines[0]
 
@@ -202,3 +213,16 @@ def test_cli_streams_mixed_variables_along_a_default_time_like_dim(tmp_path):
   for name in ('temperature', 'u_component_of_wind', '10m_u_component_of_wind',
                '10m_v_component_of_wind', 'sea_surface_temperature'):
     np.testing.assert_allclose(out[name].values, want[name].values, rtol=1e-6, atol=1e-6)
+
+
+def test_cli_refuses_inf_with_the_spectral_method(input_zarr, tmp_path, capsys):
+  """One Inf used to make the whole field NaN with exit status 0."""
+  _, ds = input_zarr
+  path = str(tmp_path / 'inf.zarr')
+  t = ds.temperature.values.copy()
+  t[1, 0, 3, 3] = -np.inf
+  ds[['temperature']].assign(temperature=(ds.temperature.dims, t)).to_zarr(path, zarr_format=2)
+  out = str(tmp_path / 'out.zarr')
+  line = _error(capsys, input=path, output=out, grid='healpix:4', chunk='time=4')
+  assert "variable 'temperature'" in line and '1 -Inf' in line, line
+  assert sorted(os.listdir(tmp_path)) == ['inf.zarr']

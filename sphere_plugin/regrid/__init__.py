@@ -10,7 +10,8 @@ Methods:
   'spectral'      analysis on the source, synthesis on the target (exact for
                   band-limited fields; the default for smooth fields). Vectors
                   use the spin-1 transform. Optional cos^2 `taper` of the top
-                  degrees. Needs complete fields (no NaN).
+                  degrees. Needs complete, finite fields (no NaN or
+                  Inf; refused with a ValueError that counts them).
   'conservative'  first-order area-weighted remapping from exact cell overlaps
                   (lat-lon cells and HEALPix pixels); conserves the global
                   integral; NaNs are skipped by renormalising over the valid
