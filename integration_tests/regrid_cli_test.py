@@ -226,3 +226,36 @@ def test_cli_refuses_inf_with_the_spectral_method(input_zarr, tmp_path, capsys):
   line = _error(capsys, input=path, output=out, grid='healpix:4', chunk='time=4')
   assert "variable 'temperature'" in line and '1 -Inf' in line, line
   assert sorted(os.listdir(tmp_path)) == ['inf.zarr']
+
+
+@pytest.mark.parametrize('name', ['out.zarr', 'out.nc'])
+def test_an_output_that_appears_during_the_run_is_not_replaced(input_zarr, tmp_path,
+                                                                monkeypatch, capsys, name):
+  """Two runs to one output: the last to finish used to replace the first, both 'wrote'."""
+  path, _ = input_zarr
+  out = str(tmp_path / name)
+  original = cli.accessor.regrid_dataset
+
+  def other_run_finishes_first(*args, **kwargs):
+    if not os.path.exists(out):
+      if name.endswith('.zarr'):
+        os.makedirs(out)
+        out_file = os.path.join(out, 'theirs')
+      else:
+        out_file = out
+      with open(out_file, 'w') as f:
+        f.write('theirs')
+    return original(*args, **kwargs)
+
+  monkeypatch.setattr(cli.accessor, 'regrid_dataset', other_run_finishes_first)
+  line = _error(capsys, input=path, output=out, grid='healpix:4', method='nearest',
+                chunk='time=5')
+  assert 'appeared while this run was writing it' in line and '--overwrite' in line, line
+  assert os.listdir(tmp_path) == [name]  # the partial is gone
+  assert open(os.path.join(out, 'theirs') if name.endswith('.zarr') else out).read() == 'theirs'
+  with flagsaver.flagsaver():  # --overwrite replaces it
+    flags.FLAGS(['regrid', f'--input={path}', f'--output={out}', '--grid=healpix:4',
+                 '--method=nearest', '--overwrite'])
+    assert cli.main(['regrid']) == 0
+  assert xr.open_dataset(out, engine='zarr' if name.endswith('.zarr') else None).sizes[
+      'pixel'] == 192

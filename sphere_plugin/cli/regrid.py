@@ -169,7 +169,7 @@ def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral
   to_zarr = output.rstrip('/').endswith('.zarr')
   options = dict(method=method, lmax=lmax, taper=taper)
   started = time.time()
-  with atomic.atomic_path(output) as tmp:
+  with atomic.atomic_path(output, overwrite=overwrite) as tmp:
     tmp_store = tmp if to_zarr else tmp + '.zarr'
     try:
       bar = tqdm.tqdm(steps, desc=f'regrid to {target}', unit='chunk', disable=not progress,
