@@ -298,3 +298,15 @@ def test_spectral_refuses_inf_like_nan(bad):
     regrid.regrid_vector(x, np.zeros_like(x), 'gaussian:16x8', 'healpix:4')
   y = regrid.regrid(x, 'gaussian:16x8', 'healpix:4', 'nearest')  # sparse methods take it
   assert np.isfinite(y).sum() > 0
+
+
+@pytest.mark.parametrize('target,method', [('healpix:1000000', 'spectral'),
+                                           ('gaussian:10000000x5000000', 'spectral'),
+                                           ('healpix:1000000', 'nearest'),
+                                           ('healpix:4096', 'conservative')])
+def test_absurd_grids_are_refused_before_allocating(target, method):
+  """These used to fail deep in numpy (or never: the spectral ones build lazily)."""
+  with pytest.raises(MemoryError, match=rf'-> {target} \({method}\): .* would need .*budget'):
+    regrid.regridder('gaussian:16x8', target, method)
+  assert regrid.regridder('gaussian:16x8', 'healpix:1024', 'spectral').target == grids.healpix(
+      1024)  # large but sane: accepted (its tables are built on first use)
