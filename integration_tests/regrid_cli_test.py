@@ -5,12 +5,17 @@ NaNs over "land" in one variable and a static variable. The output is checked
 for its dims, coords, attrs and values (against `ds.sphere.regrid` of the whole
 dataset in memory, which is what the streamed, chunked run must reproduce), and
 for global-integral conservation. Bad inputs must give one line on stderr and
-exit status 1, without leaving an output behind.
+exit status 1, without leaving an output behind; so must faults (issue 17): a
+concurrent run to the same output, SIGTERM, a full disk, stale partials of
+dead runs, resource bombs (a huge declared time dim, absurd target grids), an
+empty time dim, any unexpected exception.
 """
 
 import os
+import signal
 import subprocess
 import sys
+import time
 import warnings
 
 from absl import flags
@@ -259,3 +264,161 @@ def test_an_output_that_appears_during_the_run_is_not_replaced(input_zarr, tmp_p
     assert cli.main(['regrid']) == 0
   assert xr.open_dataset(out, engine='zarr' if name.endswith('.zarr') else None).sizes[
       'pixel'] == 192
+
+
+def test_sigterm_mid_run_removes_the_partial_and_writes_no_output(tmp_path):
+  """SIGTERM used to kill the run at once, leaving <output>.partial-<pid> behind."""
+  path = str(tmp_path / 'in.zarr')
+  make_input(path, times=300)
+  out = str(tmp_path / 'out.zarr')
+  proc = subprocess.Popen([sys.executable, TOOL, f'--input={path}', f'--output={out}',
+                           '--grid=healpix:4', '--method=nearest', '--chunk=time=1'],
+                          stderr=subprocess.PIPE, text=True, cwd=ROOT, env=tool_env())
+  deadline = time.time() + 120
+  while not os.path.exists(f'{out}.partial-{proc.pid}') and proc.poll() is None:
+    assert time.time() < deadline, 'no partial output appeared'
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGTERM)  # the first chunk is written, 299 to go
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 128 + signal.SIGTERM, stderr
+  assert error_lines(stderr) == ['regrid: stopped by SIGTERM; the partial output was removed']
+  assert sorted(os.listdir(tmp_path)) == ['in.zarr']
+
+
+def test_stale_partials_are_named_and_removed_on_request(input_zarr, tmp_path, capsys):
+  """A partial left by a SIGKILLed run used to go unmentioned forever."""
+  path, _ = input_zarr
+  out = str(tmp_path / 'out.zarr')
+  dead = 2**22 + 7  # above the largest pid Linux hands out: that process is gone
+  stale = f'{out}.partial-{dead}'
+  os.makedirs(os.path.join(stale, 'temperature'))
+  args = [f'--input={path}', f'--output={out}', '--grid=healpix:4', '--method=nearest']
+  with flagsaver.flagsaver():
+    flags.FLAGS(['regrid', *args])
+    assert cli.main(['regrid']) == 0
+  lines = error_lines(capsys.readouterr().err)
+  assert lines[0] == (f"regrid: warning: stale partial outputs of {out!r} from runs that are "
+                      f'gone: {stale}; delete them or pass --remove_stale_partials'), lines
+  assert os.path.isdir(stale)  # named, not touched
+  with flagsaver.flagsaver():
+    flags.FLAGS(['regrid', *args, '--overwrite', '--remove_stale_partials'])
+    assert cli.main(['regrid']) == 0
+  assert error_lines(capsys.readouterr().err)[0] == (
+      f'regrid: removed stale partial outputs of {out!r}: {stale}')
+  assert os.listdir(tmp_path) == ['out.zarr']
+
+
+def test_a_failed_write_removes_the_partial_after_in_flight_writes(input_zarr, tmp_path,
+                                                                   monkeypatch, capsys):
+  """On a full disk the clean-up raced zarr's other in-flight writes, which left a chunk."""
+  import zarr.storage._local as zarr_local  # pylint: disable=g-import-not-at-top
+  path, _ = input_zarr
+  out = str(tmp_path / 'out.zarr')
+  real_put = zarr_local._put
+  failed = []
+
+  def full_disk(file_path, value, exclusive=False):
+    if 'temperature' in str(file_path):
+      if not failed:
+        failed.append(file_path)
+        raise OSError(28, 'No space left on device', str(file_path))
+      time.sleep(0.5)  # a sibling write still in flight when the first one fails
+    return real_put(file_path, value, exclusive=exclusive)
+
+  monkeypatch.setattr(zarr_local, '_put', full_disk)
+  line = _error(capsys, input=path, output=out, grid='healpix:4', method='nearest')
+  time.sleep(1.0)  # any straggler would have written by now
+  assert os.listdir(tmp_path) == []
+  assert f"writing {out!r} failed ([Errno 28] No space left on device" in line, line
+  assert 'MiB free on its file system' in line
+
+
+def make_declared_only(path, times=10**10):
+  """A ~60 KB zarr declaring (time, latitude, longitude) = (times, 17, 32), no chunk written."""
+  import zarr  # pylint: disable=g-import-not-at-top
+  grid = grids.equiangular_with_poles(32, 17)
+  root = zarr.open_group(path, mode='w', zarr_format=2)
+  data = root.create_array('temperature', shape=(times, 17, 32), chunks=(8, 17, 32),
+                           dtype='float32', fill_value=float('nan'))
+  data.attrs['_ARRAY_DIMENSIONS'] = ['time', 'latitude', 'longitude']
+  for name, values in (('latitude', grid.latitudes), ('longitude', grid.longitudes)):
+    coord = root.create_array(name, shape=values.shape, dtype='float64', fill_value=None)
+    coord[:] = values
+    coord.attrs['_ARRAY_DIMENSIONS'] = [name]
+  zarr.consolidate_metadata(path)
+
+
+def test_a_huge_declared_time_dim_is_streamed_lazily(tmp_path, monkeypatch):
+  """time = 10**10 used to make the CLI build 1.25e9 chunk slices (GBs) before any work."""
+  path = str(tmp_path / 'huge.zarr')
+  make_declared_only(path)
+  calls = []
+  original = cli.accessor.regrid_dataset
+
+  def stop_at_the_third_chunk(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 3:
+      raise KeyboardInterrupt
+    return original(*args, **kwargs)
+
+  def too_slow(signum, frame):
+    raise TimeoutError('chunk planning did not finish in 30 s')
+
+  monkeypatch.setattr(cli.accessor, 'regrid_dataset', stop_at_the_third_chunk)
+  previous = signal.signal(signal.SIGALRM, too_slow)
+  signal.alarm(30)
+  try:
+    with pytest.raises(KeyboardInterrupt):
+      cli.regrid_file(path, str(tmp_path / 'out.zarr'), 'healpix:4', 'nearest',
+                      progress=False)
+  finally:
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+  assert len(calls) == 3 and os.listdir(tmp_path) == ['huge.zarr']
+  assert cli.chunk_steps('time', 8, 10**10)[0] == 1_250_000_000
+
+
+def test_absurd_target_grids_are_refused_in_one_line(input_zarr, tmp_path, capsys):
+  """healpix:1000000 or gaussian:10000000x5000000 used to be a MemoryError traceback."""
+  path, _ = input_zarr
+  ok = dict(input=path, output=str(tmp_path / 'out.zarr'))
+  line = _error(capsys, **ok, grid='healpix:1000000')
+  assert line.startswith('regrid: error: MemoryError: regridding ') and 'TiB' in line, line
+  assert 'budget 4.00 GiB' in line and '--memory_budget_gib' in line
+  line = _error(capsys, **ok, grid='gaussian:10000000x5000000', method='nearest')
+  assert 'gaussian:10000000x5000000' in line and 'MemoryError' in line, line
+  assert os.listdir(tmp_path) == []
+
+
+def test_a_zero_length_time_dim_is_a_clear_error(input_zarr, tmp_path, capsys):
+  """An empty input used to end in "No such file or directory: '...partial-<pid>'"."""
+  _, ds = input_zarr
+  path = str(tmp_path / 'empty.zarr')
+  ds.isel(time=slice(0, 0)).to_zarr(path, zarr_format=2)
+  line = _error(capsys, input=path, output=str(tmp_path / 'out.zarr'), grid='healpix:4')
+  assert "has no data: dim 'time' has length 0" in line, line
+  assert os.listdir(tmp_path) == ['empty.zarr']
+
+
+@pytest.mark.parametrize('error,expected', [
+    (RuntimeError('NetCDF: HDF error'), 'failed (RuntimeError: NetCDF: HDF error); '),
+    (MemoryError('Unable to allocate 3.2 GiB'), 'MemoryError: Unable to allocate 3.2 GiB'),
+])
+def test_any_failure_is_one_line_and_verbose_adds_the_traceback(input_zarr, tmp_path,
+                                                                monkeypatch, capsys,
+                                                                error, expected):
+  """Errors other than ValueError/KeyError/OSError used to escape as tracebacks."""
+  path, _ = input_zarr
+
+  def fail(*args, **kwargs):
+    raise error
+
+  monkeypatch.setattr(xr.Dataset, 'to_netcdf', fail)
+  ok = dict(input=path, output=str(tmp_path / 'out.nc'), grid='healpix:4', method='nearest')
+  assert expected in _error(capsys, **ok)
+  assert os.listdir(tmp_path) == []
+  with flagsaver.flagsaver():
+    flags.FLAGS(['regrid'] + [f'--{k}={v}' for k, v in ok.items()] + ['--verbose'])
+    assert cli.main(['regrid']) == 1
+  lines = error_lines(capsys.readouterr().err)
+  assert lines[0] == 'Traceback (most recent call last):' and expected in lines[-1], lines
