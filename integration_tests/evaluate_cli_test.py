@@ -8,6 +8,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_evaluate(*args):
+  """Runs tools/evaluate.py with this checkout first on PYTHONPATH."""
   env = {**os.environ, 'PYTHONPATH': os.pathsep.join(
       [ROOT] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p])}
   return subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'evaluate.py'), *args],

@@ -47,14 +47,13 @@ def grid_nbytes(grid: grids_lib.Grid) -> int:
   return nodes + 8 * (int(grid.nlon) + n)
 
 
-def estimate(source: grids_lib.Grid, target: grids_lib.Grid, method: str,
-             lmax: int | None = None) -> dict[str, int]:
-  """Bytes per part ('the source grid', 'the target grid', 'the weights', ...).
+def estimate(source: grids_lib.Grid, target: grids_lib.Grid, method: str) -> dict[str, int]:
+  """Bytes per part ('the source grid ...', 'the target grid ...', '<method> weights ...').
 
   Args:
     source, target: Grids.
-    method: a regridding method name.
-    lmax: spectral band limit (ignored by the other methods).
+    method: a regridding method name. Spectral tables are sized by
+      `sphere_plugin.sht.table_nbytes` (see `check`).
   """
   parts = {f'the {name} grid {grid} (coordinates and one float32 field)':
            grid_nbytes(grid) + 4 * _size(grid)
@@ -82,7 +81,7 @@ def check(source: grids_lib.Grid, target: grids_lib.Grid, method: str,
   then names the largest lmax that fits).
   """
   budget = tables_lib.get_table_budget()
-  for what, need in estimate(source, target, method, lmax).items():
+  for what, need in estimate(source, target, method).items():
     if need > budget:
       raise MemoryError(
           f'regridding {source} -> {target} ({method}): {what} would need {_human(need)} '
