@@ -5,12 +5,17 @@ NaNs over "land" in one variable and a static variable. The output is checked
 for its dims, coords, attrs and values (against `ds.sphere.regrid` of the whole
 dataset in memory, which is what the streamed, chunked run must reproduce), and
 for global-integral conservation. Bad inputs must give one line on stderr and
-exit status 1, without leaving an output behind.
+exit status 1, without leaving an output behind; so must faults (issue 17): a
+concurrent run to the same output, SIGTERM, a full disk, stale partials of
+dead runs, resource bombs (a huge declared time dim, absurd target grids), an
+empty time dim, any unexpected exception.
 """
 
 import os
+import signal
 import subprocess
 import sys
+import time
 import warnings
 
 from absl import flags
@@ -64,9 +69,15 @@ def input_zarr(tmp_path_factory):
   return path, make_input(path)
 
 
+def tool_env():
+  """The environment of a tool run: this checkout's package first (not an installed one)."""
+  return {**os.environ, 'PYTHONPATH': os.pathsep.join(
+      [ROOT] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p])}
+
+
 def run_tool(*args):
   return subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True,
-                        cwd=ROOT, timeout=300)
+                        cwd=ROOT, timeout=300, env=tool_env())
 
 
 def test_cli_regrids_a_wb2_zarr_conservatively(input_zarr, tmp_path):
@@ -126,11 +137,16 @@ def test_cli_writes_netcdf_and_needs_overwrite(input_zarr, tmp_path):
   assert xr.open_dataset(out_path).attrs['regrid_method'] == 'nearest'
 
 
+def error_lines(stderr):
+  """stderr without the progress bar's updates (a bar stopped mid-run stays on screen)."""
+  return [l for l in stderr.strip().splitlines() if l.strip() and not l.startswith('regrid to ')]
+
+
 def _error(capsys, **values):
   with flagsaver.flagsaver():
     flags.FLAGS(['regrid'] + [f'--{k}={v}' for k, v in values.items()])
     code = cli.main(['regrid'])
-  lines = capsys.readouterr().err.strip().splitlines()
+  lines = error_lines(capsys.readouterr().err)
   assert code == 1 and len(lines) == 1 and lines[0].startswith('regrid: error: '), lines
   return lines[0]
 
@@ -202,3 +218,207 @@ def test_cli_streams_mixed_variables_along_a_default_time_like_dim(tmp_path):
   for name in ('temperature', 'u_component_of_wind', '10m_u_component_of_wind',
                '10m_v_component_of_wind', 'sea_surface_temperature'):
     np.testing.assert_allclose(out[name].values, want[name].values, rtol=1e-6, atol=1e-6)
+
+
+def test_cli_refuses_inf_with_the_spectral_method(input_zarr, tmp_path, capsys):
+  """One Inf used to make the whole field NaN with exit status 0."""
+  _, ds = input_zarr
+  path = str(tmp_path / 'inf.zarr')
+  t = ds.temperature.values.copy()
+  t[1, 0, 3, 3] = -np.inf
+  ds[['temperature']].assign(temperature=(ds.temperature.dims, t)).to_zarr(path, zarr_format=2)
+  out = str(tmp_path / 'out.zarr')
+  line = _error(capsys, input=path, output=out, grid='healpix:4', chunk='time=4')
+  assert "variable 'temperature'" in line and '1 -Inf' in line, line
+  assert sorted(os.listdir(tmp_path)) == ['inf.zarr']
+
+
+@pytest.mark.parametrize('name', ['out.zarr', 'out.nc'])
+def test_an_output_that_appears_during_the_run_is_not_replaced(input_zarr, tmp_path,
+                                                                monkeypatch, capsys, name):
+  """Two runs to one output: the last to finish used to replace the first, both 'wrote'."""
+  path, _ = input_zarr
+  out = str(tmp_path / name)
+  original = cli.accessor.regrid_dataset
+
+  def other_run_finishes_first(*args, **kwargs):
+    if not os.path.exists(out):
+      if name.endswith('.zarr'):
+        os.makedirs(out)
+        out_file = os.path.join(out, 'theirs')
+      else:
+        out_file = out
+      with open(out_file, 'w') as f:
+        f.write('theirs')
+    return original(*args, **kwargs)
+
+  monkeypatch.setattr(cli.accessor, 'regrid_dataset', other_run_finishes_first)
+  line = _error(capsys, input=path, output=out, grid='healpix:4', method='nearest',
+                chunk='time=5')
+  assert 'appeared while this run was writing it' in line and '--overwrite' in line, line
+  assert os.listdir(tmp_path) == [name]  # the partial is gone
+  assert open(os.path.join(out, 'theirs') if name.endswith('.zarr') else out).read() == 'theirs'
+  with flagsaver.flagsaver():  # --overwrite replaces it
+    flags.FLAGS(['regrid', f'--input={path}', f'--output={out}', '--grid=healpix:4',
+                 '--method=nearest', '--overwrite'])
+    assert cli.main(['regrid']) == 0
+  assert xr.open_dataset(out, engine='zarr' if name.endswith('.zarr') else None).sizes[
+      'pixel'] == 192
+
+
+def test_sigterm_mid_run_removes_the_partial_and_writes_no_output(tmp_path):
+  """SIGTERM used to kill the run at once, leaving <output>.partial-<pid> behind."""
+  path = str(tmp_path / 'in.zarr')
+  make_input(path, times=300)
+  out = str(tmp_path / 'out.zarr')
+  proc = subprocess.Popen([sys.executable, TOOL, f'--input={path}', f'--output={out}',
+                           '--grid=healpix:4', '--method=nearest', '--chunk=time=1'],
+                          stderr=subprocess.PIPE, text=True, cwd=ROOT, env=tool_env())
+  deadline = time.time() + 120
+  while not os.path.exists(f'{out}.partial-{proc.pid}') and proc.poll() is None:
+    assert time.time() < deadline, 'no partial output appeared'
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGTERM)  # the first chunk is written, 299 to go
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 128 + signal.SIGTERM, stderr
+  assert error_lines(stderr) == ['regrid: stopped by SIGTERM; the partial output was removed']
+  assert sorted(os.listdir(tmp_path)) == ['in.zarr']
+
+
+def test_stale_partials_are_named_and_removed_on_request(input_zarr, tmp_path, capsys):
+  """A partial left by a SIGKILLed run used to go unmentioned forever."""
+  path, _ = input_zarr
+  out = str(tmp_path / 'out.zarr')
+  dead = 2**22 + 7  # above the largest pid Linux hands out: that process is gone
+  stale = f'{out}.partial-{dead}'
+  os.makedirs(os.path.join(stale, 'temperature'))
+  args = [f'--input={path}', f'--output={out}', '--grid=healpix:4', '--method=nearest']
+  with flagsaver.flagsaver():
+    flags.FLAGS(['regrid', *args])
+    assert cli.main(['regrid']) == 0
+  lines = error_lines(capsys.readouterr().err)
+  assert lines[0] == (f"regrid: warning: stale partial outputs of {out!r} from runs that are "
+                      f'gone: {stale}; delete them or pass --remove_stale_partials'), lines
+  assert os.path.isdir(stale)  # named, not touched
+  with flagsaver.flagsaver():
+    flags.FLAGS(['regrid', *args, '--overwrite', '--remove_stale_partials'])
+    assert cli.main(['regrid']) == 0
+  assert error_lines(capsys.readouterr().err)[0] == (
+      f'regrid: removed stale partial outputs of {out!r}: {stale}')
+  assert os.listdir(tmp_path) == ['out.zarr']
+
+
+def test_a_failed_write_removes_the_partial_after_in_flight_writes(input_zarr, tmp_path,
+                                                                   monkeypatch, capsys):
+  """On a full disk the clean-up raced zarr's other in-flight writes, which left a chunk."""
+  import zarr.storage._local as zarr_local  # pylint: disable=g-import-not-at-top
+  path, _ = input_zarr
+  out = str(tmp_path / 'out.zarr')
+  real_put = zarr_local._put
+  failed = []
+
+  def full_disk(file_path, value, exclusive=False):
+    if 'temperature' in str(file_path):
+      if not failed:
+        failed.append(file_path)
+        raise OSError(28, 'No space left on device', str(file_path))
+      time.sleep(0.5)  # a sibling write still in flight when the first one fails
+    return real_put(file_path, value, exclusive=exclusive)
+
+  monkeypatch.setattr(zarr_local, '_put', full_disk)
+  line = _error(capsys, input=path, output=out, grid='healpix:4', method='nearest')
+  time.sleep(1.0)  # any straggler would have written by now
+  assert os.listdir(tmp_path) == []
+  assert f"writing {out!r} failed ([Errno 28] No space left on device" in line, line
+  assert 'MiB free on its file system' in line
+
+
+def make_declared_only(path, times=10**10):
+  """A ~60 KB zarr declaring (time, latitude, longitude) = (times, 17, 32), no chunk written."""
+  import zarr  # pylint: disable=g-import-not-at-top
+  grid = grids.equiangular_with_poles(32, 17)
+  root = zarr.open_group(path, mode='w', zarr_format=2)
+  data = root.create_array('temperature', shape=(times, 17, 32), chunks=(8, 17, 32),
+                           dtype='float32', fill_value=float('nan'))
+  data.attrs['_ARRAY_DIMENSIONS'] = ['time', 'latitude', 'longitude']
+  for name, values in (('latitude', grid.latitudes), ('longitude', grid.longitudes)):
+    coord = root.create_array(name, shape=values.shape, dtype='float64', fill_value=None)
+    coord[:] = values
+    coord.attrs['_ARRAY_DIMENSIONS'] = [name]
+  zarr.consolidate_metadata(path)
+
+
+def test_a_huge_declared_time_dim_is_streamed_lazily(tmp_path, monkeypatch):
+  """time = 10**10 used to make the CLI build 1.25e9 chunk slices (GBs) before any work."""
+  path = str(tmp_path / 'huge.zarr')
+  make_declared_only(path)
+  calls = []
+  original = cli.accessor.regrid_dataset
+
+  def stop_at_the_third_chunk(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 3:
+      raise KeyboardInterrupt
+    return original(*args, **kwargs)
+
+  def too_slow(signum, frame):
+    raise TimeoutError('chunk planning did not finish in 30 s')
+
+  monkeypatch.setattr(cli.accessor, 'regrid_dataset', stop_at_the_third_chunk)
+  previous = signal.signal(signal.SIGALRM, too_slow)
+  signal.alarm(30)
+  try:
+    with pytest.raises(KeyboardInterrupt):
+      cli.regrid_file(path, str(tmp_path / 'out.zarr'), 'healpix:4', 'nearest',
+                      progress=False)
+  finally:
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+  assert len(calls) == 3 and os.listdir(tmp_path) == ['huge.zarr']
+  assert cli.chunk_steps('time', 8, 10**10)[0] == 1_250_000_000
+
+
+def test_absurd_target_grids_are_refused_in_one_line(input_zarr, tmp_path, capsys):
+  """healpix:1000000 or gaussian:10000000x5000000 used to be a MemoryError traceback."""
+  path, _ = input_zarr
+  ok = dict(input=path, output=str(tmp_path / 'out.zarr'))
+  line = _error(capsys, **ok, grid='healpix:1000000')
+  assert line.startswith('regrid: error: MemoryError: regridding ') and 'TiB' in line, line
+  assert 'budget 4.00 GiB' in line and '--memory_budget_gib' in line
+  line = _error(capsys, **ok, grid='gaussian:10000000x5000000', method='nearest')
+  assert 'gaussian:10000000x5000000' in line and 'MemoryError' in line, line
+  assert os.listdir(tmp_path) == []
+
+
+def test_a_zero_length_time_dim_is_a_clear_error(input_zarr, tmp_path, capsys):
+  """An empty input used to end in "No such file or directory: '...partial-<pid>'"."""
+  _, ds = input_zarr
+  path = str(tmp_path / 'empty.zarr')
+  ds.isel(time=slice(0, 0)).to_zarr(path, zarr_format=2)
+  line = _error(capsys, input=path, output=str(tmp_path / 'out.zarr'), grid='healpix:4')
+  assert "has no data: dim 'time' has length 0" in line, line
+  assert os.listdir(tmp_path) == ['empty.zarr']
+
+
+@pytest.mark.parametrize('error,expected', [
+    (RuntimeError('NetCDF: HDF error'), 'failed (RuntimeError: NetCDF: HDF error); '),
+    (MemoryError('Unable to allocate 3.2 GiB'), 'MemoryError: Unable to allocate 3.2 GiB'),
+])
+def test_any_failure_is_one_line_and_verbose_adds_the_traceback(input_zarr, tmp_path,
+                                                                monkeypatch, capsys,
+                                                                error, expected):
+  """Errors other than ValueError/KeyError/OSError used to escape as tracebacks."""
+  path, _ = input_zarr
+
+  def fail(*args, **kwargs):
+    raise error
+
+  monkeypatch.setattr(xr.Dataset, 'to_netcdf', fail)
+  ok = dict(input=path, output=str(tmp_path / 'out.nc'), grid='healpix:4', method='nearest')
+  assert expected in _error(capsys, **ok)
+  assert os.listdir(tmp_path) == []
+  with flagsaver.flagsaver():
+    flags.FLAGS(['regrid'] + [f'--{k}={v}' for k, v in ok.items()] + ['--verbose'])
+    assert cli.main(['regrid']) == 1
+  lines = error_lines(capsys.readouterr().err)
+  assert lines[0] == 'Traceback (most recent call last):' and expected in lines[-1], lines

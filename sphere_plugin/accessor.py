@@ -182,12 +182,18 @@ def regrid_dataset(ds: xr.Dataset, target, method: str = 'spectral', *,
         dask='parallelized', output_dtypes=[dtype] * nout, keep_attrs=True,
         dask_gufunc_kwargs={'output_sizes': sizes})
 
+  def named(names, *args, **kwargs):  # say which variable a refusal is about
+    try:
+      return apply(*args, **kwargs)
+    except ValueError as e:
+      raise ValueError(f'variable {names}: {e}') from e
+
   out = {}
   for n in spatial:
     if n not in paired:
-      out[n] = apply(regridder, canon[n])
+      out[n] = named(repr(n), regridder, canon[n])
   for u, v in pairs:
-    out[u], out[v] = apply(regridder.vector, canon[u], canon[v], nout=2)
+    out[u], out[v] = named(f'pair {u}:{v}', regridder.vector, canon[u], canon[v], nout=2)
   for n in spatial:
     if method != 'spectral':
       out[n].attrs['regrid_missing_values'] = _MISSING_NOTE

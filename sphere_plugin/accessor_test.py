@@ -148,3 +148,14 @@ def test_dropped_coordinates_warn_and_dtypes_match_when_lazy():
   strings = ds.assign(name=ds.land_sea_mask.astype(str))
   with pytest.raises(ValueError, match="\\['name'\\] are not numeric"):
     strings.sphere.regrid('healpix:4', 'nearest')
+
+
+def test_spectral_refuses_inf_and_names_the_variable():
+  ds, _ = wb2_like()
+  t = ds.temperature.values.copy()
+  t[2, 1, 4, 5] = np.inf
+  ds['temperature'] = (ds.temperature.dims, t)
+  with pytest.raises(ValueError, match=r"variable 'temperature': .*1 \+Inf"):
+    ds[['temperature']].sphere.regrid('healpix:4')
+  with pytest.raises(ValueError, match=r'1 \+Inf'):  # lazy: refused when computed
+    ds[['temperature']].chunk(time=1).sphere.regrid('healpix:4').compute()

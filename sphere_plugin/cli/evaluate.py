@@ -8,7 +8,9 @@ training period) with area-weighted RMSE and ACC per variable, level and lead
 time (`sphere_plugin.evaluation`). Writes to `--output_dir` (default
 `<workdir>/evaluation`): `scores.nc` (all scores), `skill.txt` (the table it
 prints), `rmse_vs_lead.png` and mollweide maps of truth, forecast and error for
-z500 and t850 at the longest lead.
+z500 and t850 at the longest lead. Any failure is one line on stderr,
+`evaluate: error: <message>`, with exit status 1 (`--verbose` adds the
+traceback).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from sphere_plugin import allocator
 from sphere_plugin import evaluation
 from sphere_plugin import forecast
 from sphere_plugin import plots
+from sphere_plugin.cli import errors
 from sphere_plugin.data import weather
 
 FLAGS = flags.FLAGS
@@ -148,24 +151,28 @@ def _training_spec(workdir: str) -> weather.WeatherSpec:
 
 
 def main(argv):
+  """absl main: evaluates --workdir; any error is one line on stderr with exit status 1.
+
+  `--verbose` adds the traceback.
+  """
   del argv
   allocator.retain_freed_memory()
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it reads at INFO
   if not FLAGS.workdir:
-    print('evaluate: --workdir is required', file=sys.stderr)
+    print('evaluate: error: --workdir is required', file=sys.stderr)
     sys.exit(1)
-  try:
+
+  def work():
     result = evaluate(FLAGS.workdir, FLAGS.output_dir, data_path=FLAGS.data,
                       split=FLAGS.split, max_lead=FLAGS.max_lead,
                       init_every=FLAGS.init_every, leads=tuple(FLAGS.leads))
-  except (FileNotFoundError, ValueError) as e:
-    print(f'evaluate: {e}', file=sys.stderr)
-    sys.exit(1)
-  print(result['table'])
-  print()
-  print(result['acc_table'])
-  print(f'scores and figures written to {result["output_dir"]}')
+    print(result['table'])
+    print()
+    print(result['acc_table'])
+    print(f'scores and figures written to {result["output_dir"]}')
+
+  sys.exit(errors.run_main('evaluate', work))
 
 
 def run():

@@ -5,17 +5,43 @@
 
 (or `python tools/regrid.py ...`). The input is read lazily (zarr through
 xarray-tensorstore, netCDF through xarray); each chunk along `--chunk` is read,
-regridded with `ds.sphere.regrid` and appended to a temporary output, which is
-renamed to `--output` only when every chunk is written. An interrupted run
-leaves at most a `*.partial-<pid>` path, never a complete-looking output.
+regridded with `ds.sphere.regrid` and appended to `<output>.partial-<pid>`,
+which is renamed to `--output` only when every chunk is written.
 Output format follows the extension: `.zarr` -> zarr (format 2, consolidated, as
 WeatherBench2 and ARCO-ERA5 use), anything else -> netCDF.
-Errors are one line on stderr with exit status 1.
+
+Guarantees when things go wrong (issue 17: faults never lose or silently
+replace data):
+
+* The output appears whole or not at all. Without `--overwrite` an existing
+  output is refused up front, and one that appears during the run (another
+  run to the same path) is kept: the final rename refuses to replace it
+  (`atomic.atomic_path(overwrite=False)`) and this run exits 1.
+* SIGTERM and SIGINT stop the run with one line and exit status 128 + signum
+  (143, 130); the partial output is removed, but only after the zarr and dask
+  writer threads have finished their in-flight writes (`writers.settled`), so
+  no chunk is left behind, also when a write fails on a full disk.
+* SIGKILL or a crash can still leave `<output>.partial-<pid>`; a later run to
+  the same output names such partials of processes that are gone in one
+  warning line, or removes them with `--remove_stale_partials`.
+* Chunks are planned lazily (a declared time dim of 10**10 costs nothing up
+  front), and the regridder's grids, tables and weights are sized before any
+  is allocated (`sphere_plugin.regrid.memory`): an absurd target grid is one
+  MemoryError line; `--memory_budget_gib` raises the budget (default 4 GiB).
+* Spectral regridding refuses NaN and +-Inf (one would spread over the whole
+  field), naming the variable.
+* An input with a zero-length dim is refused (an empty output would look like
+  a complete one).
+* Every error is one line on stderr, `regrid: error: <message>`, exit status 1
+  (storage errors name the output and the free space left); `--verbose` prints
+  the traceback too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import sys
 import time
 
@@ -30,6 +56,10 @@ from sphere_plugin import allocator
 from sphere_plugin import atomic
 from sphere_plugin import grids
 from sphere_plugin import regrid as regrid_lib
+from sphere_plugin import sht
+from sphere_plugin.cli import errors
+from sphere_plugin.cli import interrupts
+from sphere_plugin.cli import writers
 from sphere_plugin.data.stores import open_dataset
 
 _INPUT = flags.DEFINE_string('input', None, 'Input dataset: a .zarr store or a netCDF file.')
@@ -49,6 +79,14 @@ _CHUNK = flags.DEFINE_string('chunk', None,
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace an existing output.')
 _LMAX = flags.DEFINE_integer('lmax', None, 'Spectral band limit (default: what both grids resolve).')
 _TAPER = flags.DEFINE_float('taper', None, 'Spectral: fraction of the top degrees rolled off.')
+_REMOVE_STALE = flags.DEFINE_bool(
+    'remove_stale_partials', False,
+    'Remove <output>.partial-<pid> paths left by runs whose process is gone (by default they '
+    'are named in a warning).')
+_MEMORY_BUDGET = flags.DEFINE_float(
+    'memory_budget_gib', None,
+    'Largest size in GiB of one part of the regridder (grid, tables, weights); default 4 '
+    '(sphere_plugin.sht.set_table_budget).')
 
 
 def _load(ds: xr.Dataset) -> xr.Dataset:
@@ -126,6 +164,55 @@ def _check_output(output: str, overwrite: bool) -> None:
     raise PermissionError(f'output directory {parent!r} is not writable')
 
 
+def handle_stale_partials(output: str, remove: bool = False) -> list[str]:
+  """Names (one warning line on stderr) or removes the partials of `output` left by
+  runs whose process is gone (SIGKILL, power loss); returns them."""
+  stale = atomic.stale_partials(output)
+  if stale and remove:
+    for path in stale:
+      atomic.remove(path)
+    print(f'regrid: removed stale partial outputs of {output!r}: {", ".join(stale)}',
+          file=sys.stderr)
+  elif stale:
+    print(f'regrid: warning: stale partial outputs of {output!r} from runs that are gone: '
+          f'{", ".join(stale)}; delete them or pass --remove_stale_partials', file=sys.stderr)
+  return stale
+
+
+def _check_not_empty(ds: xr.Dataset, input_path: str) -> None:
+  """An empty input is refused: an empty output would look like a complete result."""
+  empty = [str(d) for d, n in ds.sizes.items() if n == 0]
+  if empty:
+    raise ValueError(f'input {input_path!r} has no data: dim {empty[0]!r} has length 0 '
+                     f'(sizes {dict(ds.sizes)}); nothing to regrid, no output written')
+
+
+def chunk_steps(dim: str | None, size: int, length: int):
+  """The selections streamed, made one at a time (a time dim of 10**10 costs nothing).
+
+  Returns:
+    (number of steps, iterator of slices along `dim`).
+  """
+  if dim is None:
+    return 1, iter([slice(None)])
+  return -(-length // size), (slice(i, min(i + size, length)) for i in range(0, length, size))
+
+
+@contextlib.contextmanager
+def _writing(output: str):
+  """Says which output a storage error is about, with the free space left there."""
+  try:
+    yield
+  except (OSError, RuntimeError) as e:  # netCDF reports a full disk as 'NetCDF: HDF error'
+    parent = os.path.dirname(os.path.abspath(output))
+    try:
+      free = f'{shutil.disk_usage(parent).free / 2**20:.0f} MiB free on its file system'
+    except OSError:
+      free = 'free space unknown'
+    raise OSError(f'writing {output!r} failed ({errors.message(e)}); {free}; the partial '
+                  'output was removed') from e
+
+
 def _regrid_later_chunk(part, dim, target, to_regrid, partial, pairs, options):
   """A chunk after the first: only the variables with the chunk dim."""
   names = [n for n, v in part.data_vars.items() if dim in v.dims and n not in partial]
@@ -141,7 +228,8 @@ def _regrid_later_chunk(part, dim, target, to_regrid, partial, pairs, options):
 def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral', *,
                 variables=None, vector_pairs='auto', chunk: str | None = None,
                 overwrite: bool = False, lmax: int | None = None,
-                taper: float | None = None, progress: bool = True) -> str:
+                taper: float | None = None, progress: bool = True,
+                remove_stale_partials: bool = False) -> str:
   """Regrids a dataset file to `grid`, streaming along the chunk dim.
 
   Args:
@@ -150,47 +238,59 @@ def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral
     grid: target grid text form.
     method, variables, vector_pairs, lmax, taper: as `ds.sphere.regrid`.
     chunk: 'dim=size' streamed per step (see `parse_chunk`).
-    overwrite: replace an existing output.
+    overwrite: replace an existing output, also one that appeared during the
+      run (without it, such an output is kept and FileExistsError raised).
     progress: show a progress bar on stderr.
+    remove_stale_partials: remove partials of `output` whose process is gone
+      (otherwise they are named in one warning line).
 
   Returns:
     the output path.
+
+  Raises:
+    interrupts.Interrupted: SIGTERM/SIGINT arrived (main thread); the partial
+      output was removed after the writers stopped.
   """
   target = grids.parse(grid)
   _check_output(output, overwrite)
+  handle_stale_partials(output, remove_stale_partials)
   ds = open_dataset(input_path)
-  # Every check before any work.
+  # Every check before any work (plan() also sizes the regridder: regrid.memory).
   ds, _, _, spatial, to_regrid, partial, pairs, _ = accessor.plan(
       ds, target, method, variables=variables, vector_pairs=vector_pairs, lmax=lmax,
       taper=taper)
+  _check_not_empty(ds, input_path)
   dim, size = parse_chunk(chunk, ds, spatial)
-  steps = [slice(None)] if dim is None else [
-      slice(i, min(i + size, ds.sizes[dim])) for i in range(0, ds.sizes[dim], size)]
+  total, steps = chunk_steps(dim, size, ds.sizes[dim] if dim is not None else 1)
   to_zarr = output.rstrip('/').endswith('.zarr')
   options = dict(method=method, lmax=lmax, taper=taper)
   started = time.time()
-  with atomic.atomic_path(output) as tmp:
+  # Signals raise inside; the partial is removed only once every writer has stopped.
+  with interrupts.raising_on_signals(), atomic.atomic_path(output, overwrite=overwrite) as tmp:
     tmp_store = tmp if to_zarr else tmp + '.zarr'
     try:
-      bar = tqdm.tqdm(steps, desc=f'regrid to {target}', unit='chunk', disable=not progress,
-                      file=sys.stderr)
-      for i, step in enumerate(bar):
-        part = ds if dim is None else ds.isel({dim: step})
-        if i == 0:
-          out = accessor.regrid_dataset(_load(part), target, vector_pairs=pairs, **options)
-        else:  # variables without the chunk dim were written with the first chunk
-          out = _regrid_later_chunk(part, dim, target, to_regrid, partial, pairs, options)
-        # The input's storage encoding (codecs, chunks) does not fit the new shapes.
-        out = out.drop_encoding()
-        if i == 0:
-          out.to_zarr(tmp_store, mode='w', encoding=_time_encoding(out), zarr_format=2)
-        else:
-          out.to_zarr(tmp_store, append_dim=dim)
-      if not to_zarr:
-        chunks = {dim: size} if dim is not None else {}
-        final = xr.open_zarr(tmp_store, chunks=chunks)
-        _netcdf_safe(final).to_netcdf(tmp)
-        final.close()
+      with writers.settled():
+        bar = tqdm.tqdm(steps, total=total, desc=f'regrid to {target}', unit='chunk',
+                        disable=not progress, file=sys.stderr)
+        for i, step in enumerate(bar):
+          part = ds if dim is None else ds.isel({dim: step})
+          if i == 0:
+            out = accessor.regrid_dataset(_load(part), target, vector_pairs=pairs, **options)
+          else:  # variables without the chunk dim were written with the first chunk
+            out = _regrid_later_chunk(part, dim, target, to_regrid, partial, pairs, options)
+          # The input's storage encoding (codecs, chunks) does not fit the new shapes.
+          out = out.drop_encoding()
+          with _writing(output):
+            if i == 0:
+              out.to_zarr(tmp_store, mode='w', encoding=_time_encoding(out), zarr_format=2)
+            else:
+              out.to_zarr(tmp_store, append_dim=dim)
+        if not to_zarr:
+          with _writing(output):
+            chunks = {dim: size} if dim is not None else {}
+            final = xr.open_zarr(tmp_store, chunks=chunks)
+            _netcdf_safe(final).to_netcdf(tmp)
+            final.close()
     finally:
       if not to_zarr:
         atomic.remove(tmp_store)
@@ -201,7 +301,12 @@ def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral
 
 
 def main(argv) -> int:
-  """absl main: regrids --input to --output; one-line errors, exit status 1."""
+  """absl main: regrids --input to --output.
+
+  Returns:
+    0; 1 after any error, reported in one line on stderr (`--verbose` adds
+    the traceback); 128 + signum when SIGTERM/SIGINT stopped it.
+  """
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   allocator.retain_freed_memory()
@@ -209,16 +314,17 @@ def main(argv) -> int:
     if not flag.value:
       print(f'regrid: error: --{flag.name} is required', file=sys.stderr)
       return 1
-  try:
+  if _MEMORY_BUDGET.value is not None:
+    sht.set_table_budget(int(_MEMORY_BUDGET.value * 2**30))
+
+  def work():
     regrid_file(_INPUT.value, _OUTPUT.value, _GRID.value, _METHOD.value,
-                variables=_VARIABLES.value, vector_pairs=parse_vector_pairs(_VECTOR_PAIRS.value),
-                chunk=_CHUNK.value, overwrite=_OVERWRITE.value, lmax=_LMAX.value,
-                taper=_TAPER.value)
-  except (ValueError, KeyError, OSError) as e:
-    message = str(e).splitlines()[0] if str(e) else type(e).__name__
-    print(f'regrid: error: {message}', file=sys.stderr)
-    return 1
-  return 0
+                variables=_VARIABLES.value,
+                vector_pairs=parse_vector_pairs(_VECTOR_PAIRS.value), chunk=_CHUNK.value,
+                overwrite=_OVERWRITE.value, lmax=_LMAX.value, taper=_TAPER.value,
+                remove_stale_partials=_REMOVE_STALE.value)
+
+  return errors.run_main('regrid', work, stopped_note='; the partial output was removed')
 
 
 def run() -> None:

@@ -10,7 +10,8 @@ Methods:
   'spectral'      analysis on the source, synthesis on the target (exact for
                   band-limited fields; the default for smooth fields). Vectors
                   use the spin-1 transform. Optional cos^2 `taper` of the top
-                  degrees. Needs complete fields (no NaN).
+                  degrees. Needs complete, finite fields (no NaN or
+                  Inf; refused with a ValueError that counts them).
   'conservative'  first-order area-weighted remapping from exact cell overlaps
                   (lat-lon cells and HEALPix pixels); conserves the global
                   integral; NaNs are skipped by renormalising over the valid
@@ -31,6 +32,8 @@ import functools
 from sphere_plugin import grids as grids_lib
 from sphere_plugin.regrid import conservative
 from sphere_plugin.regrid import interpolation
+from sphere_plugin.regrid import memory
+from sphere_plugin.regrid import spectral
 from sphere_plugin.regrid.base import Regridder
 from sphere_plugin.regrid.base import result_dtype
 from sphere_plugin.regrid.conservative import cell_areas
@@ -73,14 +76,24 @@ def regridder(source, target, method: str = 'spectral', *, lmax: int | None = No
   Returns:
     a Regridder: call it on fields (..., *source.shape) -> (..., *target.shape),
     or `.vector(u, v)` on (eastward, northward) pairs.
+
+  Raises:
+    MemoryError: (one line) when the grids, tables or weights would exceed
+      the table budget (`sphere_plugin.regrid.memory`), before allocating.
   """
   source, target = grids_lib.parse(source), grids_lib.parse(target)
   if method not in METHODS:
     raise ValueError(f'unknown regridding method {method!r}; expected one of {METHODS}')
   if method != 'spectral' and (lmax is not None or taper is not None):
     raise ValueError(f'lmax and taper apply to the spectral method only, not {method!r}')
-  return _build(source, target, method, None if lmax is None else int(lmax),
-                None if taper is None else float(taper))
+  lmax = None if lmax is None else int(lmax)
+  if method == 'spectral':
+    band = spectral.default_lmax(source, target) if lmax is None else lmax
+    if 0 <= band <= spectral.max_lmax(source, target):  # else the regridder says why
+      memory.check(source, target, method, band)
+  else:
+    memory.check(source, target, method)
+  return _build(source, target, method, lmax, None if taper is None else float(taper))
 
 
 def regrid(x, source, target, method: str = 'spectral', **options):

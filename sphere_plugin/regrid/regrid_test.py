@@ -284,3 +284,29 @@ def test_numpy_inputs_of_any_shape_reuse_a_few_compiled_programs():
     np.testing.assert_allclose(r(x[:n].reshape(shape + (16, 8))),
                                whole[:n].reshape(shape + (192,)), atol=1e-6)
   assert r._scalar._cache_size() == 3  # blocks of 16, 4 and 1 fields
+
+
+@pytest.mark.parametrize('bad', [np.inf, -np.inf])
+def test_spectral_refuses_inf_like_nan(bad):
+  """One Inf used to turn the whole spectrally regridded field into NaN, silently."""
+  x = np.random.default_rng(0).normal(size=(3, 16, 8))
+  x[1, 5, 3] = bad
+  name = '+Inf' if bad > 0 else '-Inf'
+  with pytest.raises(ValueError, match=rf'non-finite values \(1 \{name} of 384\)'):
+    regrid.regrid(x, 'gaussian:16x8', 'healpix:4')
+  with pytest.raises(ValueError, match='non-finite'):
+    regrid.regrid_vector(x, np.zeros_like(x), 'gaussian:16x8', 'healpix:4')
+  y = regrid.regrid(x, 'gaussian:16x8', 'healpix:4', 'nearest')  # sparse methods take it
+  assert np.isfinite(y).sum() > 0
+
+
+@pytest.mark.parametrize('target,method', [('healpix:1000000', 'spectral'),
+                                           ('gaussian:10000000x5000000', 'spectral'),
+                                           ('healpix:1000000', 'nearest'),
+                                           ('healpix:4096', 'conservative')])
+def test_absurd_grids_are_refused_before_allocating(target, method):
+  """These used to fail deep in numpy (or never: the spectral ones build lazily)."""
+  with pytest.raises(MemoryError, match=rf'-> {target} \({method}\): .* would need .*budget'):
+    regrid.regridder('gaussian:16x8', target, method)
+  assert regrid.regridder('gaussian:16x8', 'healpix:1024', 'spectral').target == grids.healpix(
+      1024)  # large but sane: accepted (its tables are built on first use)

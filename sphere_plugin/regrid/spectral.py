@@ -62,6 +62,20 @@ def taper_window(lmax: int, taper: float | None) -> np.ndarray:
   return np.cos(0.5 * np.pi * x) ** 2
 
 
+def _check_finite(x: np.ndarray) -> None:
+  """Refuses NaN and +-Inf: one of them spreads over the whole field spectrally."""
+  if not np.issubdtype(x.dtype, np.inexact) or np.isfinite(x).all():
+    return
+  nan = int(np.isnan(x).sum())
+  pos, neg = int(np.isposinf(x).sum()), int(np.isneginf(x).sum())
+  found = ', '.join(f'{n} {name}' for n, name in ((nan, 'NaN'), (pos, '+Inf'), (neg, '-Inf'))
+                    if n)
+  raise ValueError(f'the field has non-finite values ({found} of {x.size}); spectral '
+                   'regridding needs complete, finite fields (one would spread over the '
+                   "whole field): use method='conservative', which skips NaN and "
+                   'renormalises over the valid cells (mark Inf as NaN first)')
+
+
 class SpectralRegridder(base.Regridder):
   """Spectral regridding (see the module docstring).
 
@@ -98,10 +112,8 @@ class SpectralRegridder(base.Regridder):
   def _check(self, *xs):
     for x in xs:
       self._split(x)
-      if not isinstance(x, jax.Array) and np.isnan(np.asarray(x)).any():
-        raise ValueError('the field has missing values (NaN); spectral regridding needs '
-                         "complete fields: use method='conservative', which renormalises "
-                         'over the valid cells')
+      if not isinstance(x, jax.Array):
+        _check_finite(np.asarray(x))
 
   def _blocked(self, fn, *arrays):
     """Applies fn to numpy fields in fixed-size blocks; returns numpy outputs."""

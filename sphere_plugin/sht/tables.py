@@ -59,6 +59,13 @@ def _needs_projection(grid: grids_lib.Grid, lmax: int) -> bool:
           and grid.exact_quadrature_lmax < lmax <= grid.lmax)
 
 
+def _ring_count(grid: grids_lib.Grid) -> int:
+  """len(grid.rings.theta), without computing the rings (absurd grids stay cheap)."""
+  if isinstance(grid, grids_lib.HealpixGrid):
+    return 4 * int(grid.nside) - 1
+  return int(grid.nlat)
+
+
 def table_nbytes(grid: grids_lib.Grid, lmax: int, spin: int = 0,
                  real: bool | None = None, itemsize: int = 4) -> int:
   """Bytes the tables of one transform take on device.
@@ -71,7 +78,7 @@ def table_nbytes(grid: grids_lib.Grid, lmax: int, spin: int = 0,
     itemsize: 4 for float32, 8 for float64.
   """
   grid = grids_lib.parse(grid)
-  nrings = len(grid.rings.theta)
+  nrings = _ring_count(grid)
   real = (spin == 0) if real is None else real
   n_tables = 2  # synthesis and analysis
   if real:
@@ -97,6 +104,12 @@ def _check_budget(grid, lmax, spin, real):
         f'transform tables for {grid} at lmax {lmax}, spin {spin} need '
         f'{need / 2**30:.2f} GiB (budget {_budget / 2**30:.2f} GiB); raise '
         f'sphere_plugin.sht.set_table_budget() or use lmax <= {lo}.')
+
+
+def check_budget(grid: grids_lib.Grid, lmax: int, spin: int = 0,
+                 real: bool | None = None) -> None:
+  """Raises MemoryError (one line, naming the lmax that fits) if the tables exceed the budget."""
+  _check_budget(grids_lib.parse(grid), int(lmax), int(spin), (spin == 0) if real is None else real)
 
 
 @dataclasses.dataclass(frozen=True)
