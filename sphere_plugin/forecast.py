@@ -100,10 +100,29 @@ class TrainedForecaster:
     out = np.stack(out, axis=1) if out else np.zeros((x.shape[0], 0) + x.shape[1:], np.float32)
     return out if normalized else n.denormalize(out).astype(np.float32)
 
+  def _predict_batch(self, ds: xr.Dataset, needed: list[str], source: grids_lib.Grid,
+                     steps: int, regrid_method: str) -> xr.Dataset:
+    """Forecasts from the (few) times of `ds`, on its grid and layout (no attrs)."""
+    from sphere_plugin import accessor  # pylint: disable=g-import-not-at-top
+    x = ds[needed]
+    if source != self.grid:
+      x = accessor.regrid_dataset(x, self.grid, method=regrid_method)
+    state = self.data.state_arrays(x)  # (T, *grid, C); names missing levels
+    times = np.asarray(ds['time'].values, 'datetime64[ns]')
+    preds = self.rollout(state, times, steps)
+    leads = (np.arange(1, steps + 1) * self.time_step).astype('timedelta64[ns]')
+    out = self.data.to_dataset(preds, {'time': times, 'prediction_timedelta': leads})
+    if source != self.grid:
+      out = accessor.regrid_dataset(out, source, method=regrid_method)
+    return _like(out, ds)
+
   def predict(self, ds: xr.Dataset, steps: int, *, batch_size: int = 8,
               regrid_method: str = 'conservative') -> xr.Dataset:
-    """Forecasts from every time of a WB2-format Dataset (see `ds.sphere.predict`)."""
-    from sphere_plugin import accessor  # pylint: disable=g-import-not-at-top
+    """Forecasts from every time of a WB2-format Dataset (see `ds.sphere.predict`).
+
+    Initial times are processed `batch_size` at a time, input regridding and
+    output regridding included, so memory is the output plus one batch.
+    """
     if steps < 1:
       raise ValueError(f'steps must be >= 1, got {steps}')
     squeeze = 'time' not in ds.dims
@@ -117,19 +136,15 @@ class TrainedForecaster:
     if missing:
       raise ValueError(f'the model needs variables {missing}, which the Dataset lacks '
                        f'(it has {sorted(ds.data_vars)})')
-    x = ds[needed]
-    if source != self.grid:
-      x = accessor.regrid_dataset(x, self.grid, method=regrid_method)
-    state = self.data.state_arrays(x)  # (T, *grid, C); names missing levels
     times = np.asarray(ds['time'].values, 'datetime64[ns]')
-    preds = [self.rollout(state[i:i + batch_size], times[i:i + batch_size], steps)
-             for i in range(0, len(times), batch_size)]
-    preds = np.concatenate(preds, axis=0)
-    leads = (np.arange(1, steps + 1) * self.time_step).astype('timedelta64[ns]')
-    out = self.data.to_dataset(preds, {'time': times, 'prediction_timedelta': leads})
-    if source != self.grid:
-      out = accessor.regrid_dataset(out, source, method=regrid_method)
-    out = _like(out, ds)
+    out = None
+    for i in range(0, len(times), batch_size):  # streamed: memory is one output + one batch
+      part = self._predict_batch(ds.isel(time=slice(i, i + batch_size)), needed, source, steps,
+                                 regrid_method)
+      if out is None:
+        out = _grown_along_time(part, ds['time'])
+      for name, v in _time_variables(part).items():
+        out[name].variable[{'time': slice(i, i + part.sizes['time'])}] = v
     for name in out.data_vars:
       if name in ds.data_vars:
         out[name].attrs = dict(ds[name].attrs)
@@ -137,6 +152,23 @@ class TrainedForecaster:
     if squeeze:
       out = out.isel(time=0)
     return out
+
+
+def _time_variables(ds: xr.Dataset) -> dict[str, xr.Variable]:
+  """The data variables and coordinates of `ds` that vary along `time` (not `time` itself)."""
+  return {k: v for k, v in ds.variables.items() if 'time' in v.dims and k != 'time'}
+
+
+def _grown_along_time(part: xr.Dataset, time: xr.DataArray) -> xr.Dataset:
+  """`part` with every time-dependent variable allocated (unfilled) for all of `time`."""
+  grown = {}
+  for name, v in _time_variables(part).items():
+    shape = tuple(time.size if d == 'time' else n for d, n in zip(v.dims, v.shape))
+    grown[name] = xr.Variable(v.dims, np.empty(shape, v.dtype), v.attrs, v.encoding)
+  static = part.drop_vars([k for k, v in part.variables.items() if 'time' in v.dims])
+  coords = {k: v for k, v in grown.items() if k in part.coords}
+  data = {k: v for k, v in grown.items() if k not in part.coords}
+  return static.assign_coords({'time': time.variable, **coords}).assign(data)
 
 
 def _like(out: xr.Dataset, ds: xr.Dataset) -> xr.Dataset:
