@@ -11,7 +11,8 @@ spatial dims: `(..., path, *coarse dims)`, with path coordinates `depth`, `j1`,
 names (lat-lon: longitude/latitude ascending; HEALPix: a RING-order pixel dim
 with `healpix_nside` / `healpix_order` attrs), so `grids.from_dataset` reads it.
 Parameters are stored as `scattering_*` attrs; `scatter_file` reuses an
-existing output only when they (and the source file's size and mtime) match.
+existing output only when they and a SHA-256 digest of the source's content
+match (size and mtime would miss data replaced by `cp -p` or rsync).
 """
 
 from __future__ import annotations
@@ -163,10 +164,9 @@ def default_output(input_path: str) -> str:
 
 
 def _source_attrs(input_path: str) -> dict:
-  st = os.stat(input_path)
+  """What identifies the source data: its name and a digest of its content."""
   return {'scattering_source': os.path.basename(os.path.abspath(input_path).rstrip('/')),
-          'scattering_source_size': int(st.st_size),
-          'scattering_source_mtime_ns': str(st.st_mtime_ns)}
+          'scattering_source_sha256': stores.content_digest(input_path)}
 
 
 def _same(a, b) -> bool:
@@ -208,9 +208,11 @@ def scatter_file(input_path: str, output: str | None = None, *, overwrite: bool 
     if not diff:
       return output, False
     if not overwrite:
-      raise FileExistsError(
-          f'{output!r} exists with other scattering parameters ({", ".join(diff)}); pass '
-          'overwrite=True (--overwrite) or choose another output')
+      what = ('was computed from other data than the current ' + repr(input_path)
+              if diff == ['scattering_source_sha256'] else
+              f'exists with other scattering parameters ({", ".join(diff)})')
+      raise FileExistsError(f'{output!r} {what}; pass overwrite=True (--overwrite) or choose '
+                            'another output')
   result = scatter_dataset(ds, variables=names, batch_size=batch_size, progress=progress,
                            **params)
   result.attrs.update(expected)

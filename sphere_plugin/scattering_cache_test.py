@@ -111,3 +111,26 @@ def test_cli_runs_and_reports_reuse(tmp_path):
   bad = subprocess.run(args[:2] + [f'--input={tmp_path}/missing.nc'], capture_output=True,
                        text=True, check=False)
   assert bad.returncode == 1 and bad.stderr.strip().startswith('scatter: error:')
+
+
+def test_replaced_source_with_same_size_and_mtime_is_not_reused(tmp_path):
+  """The cache is keyed on the source's content, not on what `cp -p` keeps."""
+  ds, _ = _dataset()
+  src = str(tmp_path / 'era.nc')
+  ds.to_netcdf(src)
+  out, _ = scattering_cache.scatter_file(src, progress=False, **PARAMS)
+  st = os.stat(src)
+  changed = ds.copy(deep=True)
+  changed['z'] = changed['z'] * 2.0  # same dtype and shape: same file size
+  changed.to_netcdf(str(tmp_path / 'new.nc'))
+  os.replace(tmp_path / 'new.nc', src)
+  os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+  assert os.stat(src).st_size == st.st_size and os.stat(src).st_mtime_ns == st.st_mtime_ns
+  with pytest.raises(FileExistsError, match='computed from other data'):
+    scattering_cache.scatter_file(src, progress=False, **PARAMS)
+  _, computed = scattering_cache.scatter_file(src, progress=False, overwrite=True, **PARAMS)
+  with xr.open_dataset(out) as back:
+    assert computed
+    np.testing.assert_allclose(back['z'].values[:, :, 0],
+                               2 * scattering_cache.scatter_dataset(ds, **PARAMS)['z'].values[:, :, 0],
+                               rtol=1e-4, atol=1e-5)
