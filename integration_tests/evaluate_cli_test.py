@@ -22,8 +22,9 @@ def test_a_broken_workdir_is_one_line_and_verbose_adds_the_traceback(tmp_path):
     (tmp_path / name).write_text(text)
   proc = run_evaluate(f'--workdir={tmp_path}')
   assert proc.returncode == 1
-  assert proc.stderr.strip().splitlines() == [
-      "evaluate: error: SyntaxError: Couldn't parse statement, expected ':' or '='. (line 1)"]
+  assert proc.stderr.strip().splitlines() == [  # the stored config's name and line
+      "evaluate: error: SyntaxError: Couldn't parse statement, expected ':' or '='. "
+      "(config.gin, line 1)"]
   proc = run_evaluate(f'--workdir={tmp_path}', '--verbose')
   lines = proc.stderr.strip().splitlines()
   assert proc.returncode == 1 and 'Traceback (most recent call last):' in lines
