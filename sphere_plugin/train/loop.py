@@ -621,7 +621,11 @@ def _bindings(text: str) -> dict[str, str]:
 
 
 def _check_same_config(workdir: str, current: str) -> None:
-  """Raises if `current` changes a binding of workdir/config.gin that resuming cannot."""
+  """Raises if `current` changes a binding of workdir/config.gin that resuming cannot.
+
+  Bindings gin has not recorded in this process yet (configurables not called)
+  are not compared; new or changed ones are, except RESUMABLE_BINDINGS.
+  """
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
     return
@@ -629,7 +633,7 @@ def _check_same_config(workdir: str, current: str) -> None:
     stored = _bindings(f.read())
   now = _bindings(current)
   changed = [k for k in sorted(set(stored) | set(now))
-             if stored.get(k) != now.get(k) and k not in RESUMABLE_BINDINGS
+             if k in now and stored.get(k) != now[k] and k not in RESUMABLE_BINDINGS
              and not k.endswith('.progress')]
   if changed:
     k = changed[0]
@@ -864,8 +868,8 @@ def train(workdir: str, task: Any = gin.REQUIRED, *, num_steps: int = 1000,
       state = jax.jit(lambda: create_state(task, tx, seed), out_shardings=replicated)()
       start = 0
     else:
-      _check_same_config(workdir, operative_config())
       abstract = _abstract(jax.eval_shape(lambda: create_state(task, tx, seed)), replicated)
+      _check_same_config(workdir, operative_config())  # after init: modules have run
       restored, start, damaged = _restore_newest(
           workdir, steps, variables=abstract.variables,
           train_state={'step': abstract.step, 'opt_state': abstract.opt_state,
