@@ -136,6 +136,21 @@ def test_sigterm_saves_at_the_current_step_and_exits_cleanly(tmp_path):
   assert _rows(workdir)[-1] == {**_rows(workdir)[-1], 'event': 'preempted', 'step': stopped}
 
 
+def test_sigint_saves_at_the_current_step_and_exits_cleanly(tmp_path):
+  # Ctrl-C: the same as SIGTERM, not a KeyboardInterrupt traceback.
+  workdir = str(tmp_path / 'run')
+  with open(tmp_path / 'run.log', 'w') as log:
+    proc = _start(workdir, log)
+    _wait_for_checkpoint(proc, workdir, 10)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 0, open(tmp_path / 'run.log').read()[-2000:]
+  text = open(tmp_path / 'run.log').read()
+  stopped = int(re.search(r'SIGINT: saved checkpoint (\d+)', text).group(1))
+  assert 10 <= stopped < NUM_STEPS and 'Traceback' not in text
+  assert train_lib.checkpoint_steps(workdir)[-1] == stopped
+  assert _rows(workdir)[-1] == {**_rows(workdir)[-1], 'event': 'preempted', 'step': stopped}
+
+
 def test_two_processes_with_distributed_flag_match_one_process(tmp_path, clean_gin):
   # Two "hosts" with 2 faked CPU devices each, found by jax.distributed's SLURM
   # detection (faked through its environment variables; the coordinator on a

@@ -262,3 +262,37 @@ def test_predict_streams_over_initial_times(model):
     tracemalloc.stop()
   assert out.sizes['time'] == 32
   assert peak < 1.6 * out.nbytes, (peak / 2**20, out.nbytes / 2**20)
+
+
+def test_resume_trains_with_the_stored_statistics(workdir, tmp_path, monkeypatch):
+  # A resumed run must keep normalization.json (the checkpoint was trained with
+  # it) and train with it, even where recomputing would give other values.
+  import json  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  from sphere_plugin.train import forecast_task  # pylint: disable=g-import-not-at-top
+  work = str(tmp_path / 'work')
+  shutil.copytree(workdir, work)
+  path = os.path.join(work, weather.NORMALIZER_FILENAME)
+  stored = json.load(open(path))
+  stored['std'] = [v * 1.07 for v in stored['std']]
+  with open(path, 'w') as f:
+    json.dump(stored, f)
+  text = open(path).read()
+  used = []
+  original = forecast_task.ForecastTask.train_batches
+
+  def spy(self, *args, **kwargs):
+    used.append(np.asarray(self.data.normalizer.std))
+    return original(self, *args, **kwargs)
+  monkeypatch.setattr(forecast_task.ForecastTask, 'train_batches', spy)
+  with gin.unlock_config():
+    gin.clear_config()
+    gin.parse_config(CONFIG.format(path=os.path.join(os.path.dirname(workdir), 'data.zarr')))
+    gin.bind_parameter('sphere_plugin.train.train.num_steps', 4)
+    try:
+      state = loop.train(work)
+    finally:
+      gin.clear_config()
+  assert int(state.step) == 4
+  assert open(path).read() == text
+  np.testing.assert_allclose(used[0], np.float32(stored['std']), rtol=1e-6)

@@ -118,6 +118,21 @@ class ForecastTask:
         out[f'valid_rmse/{name}/{k * hours:g}h'] = float(rmse[k - 1, c])
     return out
 
+  def load_artifacts(self, workdir: str) -> None:
+    """On resume: use the statistics stored in workdir, not freshly computed ones.
+
+    The checkpoint was trained with workdir/normalization.json; the loop calls
+    this before the first resumed step (and keeps the file as it is).
+    """
+    path = os.path.join(workdir, weather.NORMALIZER_FILENAME)
+    if not os.path.exists(path):
+      raise FileNotFoundError(f'{path} is missing: the statistics this checkpoint was '
+                              'trained with are lost; train in a new --workdir')
+    normalizer = weather.Normalizer.load(path)
+    self.data._check_normalizer(normalizer)  # pylint: disable=protected-access
+    self.data.normalizer = normalizer
+    self.diff_scale = np.asarray(normalizer.diff_scale, np.float32)
+
   def save_artifacts(self, workdir: str) -> None:
     """Statistics and a one-time template of the data, next to the checkpoints.
 

@@ -316,8 +316,59 @@ def _manager(workdir: str, max_to_keep: int | None = None, create: bool = True
       'train_state': ocp.StandardCheckpointHandler()})
 
 
-def checkpoint_steps(workdir: str) -> list[int]:
-  """The steps of the complete checkpoints in workdir, ascending."""
+MANIFEST_DIR = 'checkpoint_manifests'
+
+
+def _step_dir(workdir: str, step: int) -> str:
+  return os.path.join(workdir, CHECKPOINT_DIR, str(step))
+
+
+def _manifest_path(workdir: str, step: int) -> str:
+  return os.path.join(workdir, MANIFEST_DIR, f'{step}.json')
+
+
+def _step_files(directory: str) -> dict[str, int]:
+  """{relative path: size} of every file under a step directory."""
+  out = {}
+  for root, _, names in os.walk(directory):
+    for name in names:
+      path = os.path.join(root, name)
+      out[os.path.relpath(path, directory)] = os.path.getsize(path)
+  return out
+
+
+def _damage(workdir: str, step: int) -> str | None:
+  """Why checkpoint `step` is incomplete or damaged (None: it is whole).
+
+  With manifests (written by the loop once orbax has finalised a save), a step
+  is whole iff its manifest exists and every file it lists has its size; a
+  step half-deleted by orbax's cleanup, or with a truncated file, is not.
+  Workdirs from before manifests (no checkpoint_manifests/) fall back to
+  orbax's own marker: commit_success.txt in every item directory.
+  """
+  directory = _step_dir(workdir, step)
+  if not os.path.isdir(directory):
+    return f'{directory} does not exist'
+  if not os.path.isdir(os.path.join(workdir, MANIFEST_DIR)):
+    for item in ('variables', 'train_state'):
+      if not os.path.exists(os.path.join(directory, item, 'commit_success.txt')):
+        return f'{item}/commit_success.txt is missing'
+    return None
+  try:
+    with open(_manifest_path(workdir, step)) as f:
+      want = json.load(f)
+  except (OSError, ValueError):
+    return 'it has no manifest (unfinished save or half-deleted)'
+  for rel, size in want.items():
+    path = os.path.join(directory, rel)
+    if not os.path.exists(path):
+      return f'{rel} is missing'
+    if os.path.getsize(path) != size:
+      return f'{rel} is {os.path.getsize(path)} bytes, {size} when saved'
+  return None
+
+
+def _step_dirs(workdir: str) -> list[int]:
   directory = os.path.join(workdir, CHECKPOINT_DIR)
   if not os.path.isdir(directory):
     return []
@@ -325,11 +376,56 @@ def checkpoint_steps(workdir: str) -> list[int]:
                 if n.isdigit() and os.path.isdir(os.path.join(directory, n)))
 
 
-def _save(manager: ocp.CheckpointManager, state: TrainState, step: int) -> None:
+def checkpoint_steps(workdir: str) -> list[int]:
+  """The steps of the complete checkpoints in workdir, ascending.
+
+  A checkpoint is complete when every file listed in its manifest
+  (workdir/checkpoint_manifests/<step>.json, written after orbax finalised the
+  save) is there with its size: unfinished saves, checkpoints half-deleted by
+  a kill during orbax's cleanup and truncated files are not listed.
+  """
+  return [s for s in _step_dirs(workdir) if _damage(workdir, s) is None]
+
+
+def _seal(workdir: str) -> None:
+  """Writes manifests for finalised steps lacking one; drops stale ones (chief only).
+
+  Call only after `manager.wait_until_finished()`: then every `<step>` dir is
+  finalised and orbax's cleanup of old steps is over.
+  """
+  os.makedirs(os.path.join(workdir, MANIFEST_DIR), exist_ok=True)
+  steps = set(_step_dirs(workdir))
+  for name in os.listdir(os.path.join(workdir, MANIFEST_DIR)):
+    stem = name.split('.')[0]
+    if stem.isdigit() and int(stem) not in steps:
+      os.remove(os.path.join(workdir, MANIFEST_DIR, name))
+  for step in steps:
+    if not os.path.exists(_manifest_path(workdir, step)):
+      _write_text(_manifest_path(workdir, step),
+                  json.dumps(_step_files(_step_dir(workdir, step)), indent=0, sort_keys=True))
+
+
+def _remove_incomplete(workdir: str, keep: Sequence[int]) -> None:
+  """Removes step dirs not in `keep` (half-deleted, unsealed), so orbax can save there."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(os.path.join(workdir, MANIFEST_DIR)):
+    return  # a workdir from before manifests: nothing is known to be incomplete
+  for step in _step_dirs(workdir):
+    if step not in keep:
+      shutil.rmtree(_step_dir(workdir, step), ignore_errors=True)
+      with contextlib.suppress(FileNotFoundError):
+        os.remove(_manifest_path(workdir, step))
+
+
+def _save(manager: ocp.CheckpointManager, state: TrainState, step: int, workdir: str) -> None:
+  """Saves `step`, waits for orbax to finalise it (and its cleanup), then seals it."""
   manager.save(step, force=True, args=ocp.args.Composite(
       variables=ocp.args.StandardSave(state.variables),
       train_state=ocp.args.StandardSave(
           {'step': state.step, 'opt_state': state.opt_state, 'rng': state.rng})))
+  manager.wait_until_finished()
+  if jax.process_index() == 0:
+    _seal(workdir)
 
 
 def _one_line(e: BaseException, limit: int = 400) -> str:
@@ -354,23 +450,35 @@ def _fmt(shape_dtype: tuple) -> str:
   return f'{shape_dtype[1]}{list(shape_dtype[0])}'
 
 
-def _incompatible(step: int, workdir: str, detail: str) -> ValueError:
-  return ValueError(
-      f'cannot restore checkpoint {step} of workdir {workdir!r} into this model: {detail} -- '
-      'the workdir probably holds a run of another model or optimizer configuration; use a '
-      'new --workdir (or delete its checkpoints/)')
+class CheckpointMismatchError(ValueError):
+  """A whole checkpoint whose arrays do not fit the model (another configuration)."""
 
 
-def _check_compatible(manager: ocp.CheckpointManager, step: int, workdir: str, items: dict):
+class CheckpointCorruptError(ValueError):
+  """A checkpoint with missing, truncated or unreadable files."""
+
+
+def _mismatch(step: int, workdir: str, detail: str) -> CheckpointMismatchError:
+  return CheckpointMismatchError(
+      f'checkpoint {step} of workdir {workdir!r} was trained with another model or optimizer '
+      f'configuration: {detail}; run with the configuration in its config.gin, or train '
+      'this one in a new --workdir (the checkpoints there are intact)')
+
+
+def _corrupt(step: int, workdir: str, detail: str) -> CheckpointCorruptError:
+  return CheckpointCorruptError(f'checkpoint {step} of workdir {workdir!r} is damaged: {detail}')
+
+
+def _check_compatible(step: int, workdir: str, items: dict):
   """Compares the checkpoint's array shapes with the targets' (clear messages)."""
-  try:
-    metadata = manager.item_metadata(step)
-  except Exception:  # pylint: disable=broad-except  (restore will report it)
-    return
+  from etils import epath  # pylint: disable=g-import-not-at-top
   for name, target in items.items():
-    tree = getattr(metadata[name], 'tree', None) if name in metadata.keys() else None
-    if tree is None:
-      continue
+    try:
+      tree = ocp.StandardCheckpointHandler().metadata(
+          epath.Path(_step_dir(workdir, step)) / name).tree
+    except Exception as e:  # pylint: disable=broad-except
+      raise _corrupt(step, workdir, f'cannot read its {name} metadata ({_one_line(e, 200)})'
+                     ) from e
     saved, want = _shapes(tree), _shapes(target)
     if name == 'variables':
       problems = ([f'{k} is missing in the checkpoint' for k in want if k not in saved] +
@@ -383,16 +491,48 @@ def _check_compatible(manager: ocp.CheckpointManager, step: int, workdir: str, i
       problems = []
     if problems:
       more = f' (and {len(problems) - 3} more)' if len(problems) > 3 else ''
-      raise _incompatible(step, workdir, '; '.join(problems[:3]) + more)
+      raise _mismatch(step, workdir, '; '.join(problems[:3]) + more)
 
 
-def _restore_items(manager: ocp.CheckpointManager, step: int, workdir: str, **items):
-  _check_compatible(manager, step, workdir, items)
-  try:
-    return manager.restore(step, args=ocp.args.Composite(
-        **{k: ocp.args.StandardRestore(v) for k, v in items.items()}))
-  except Exception as e:  # pylint: disable=broad-except
-    raise _incompatible(step, workdir, _one_line(e)) from e
+def _restore_items(step: int, workdir: str, **items) -> dict:
+  """Restores `items` of one checkpoint; CheckpointCorruptError / MismatchError otherwise."""
+  damage = _damage(workdir, step)
+  if damage:
+    raise _corrupt(step, workdir, damage)
+  _check_compatible(step, workdir, items)
+  checkpointer = ocp.Checkpointer(ocp.StandardCheckpointHandler())
+  out = {}
+  for name, target in items.items():
+    try:
+      out[name] = checkpointer.restore(os.path.join(_step_dir(workdir, step), name),
+                                       args=ocp.args.StandardRestore(target))
+    except Exception as e:  # pylint: disable=broad-except
+      raise _corrupt(step, workdir, f'restoring {name} failed ({_one_line(e, 200)})') from e
+  return out
+
+
+def _restore_newest(workdir: str, steps: Sequence[int], **items) -> tuple[dict, int, list]:
+  """Restores the newest of `steps` that restores: (items, step, [damaged newer steps]).
+
+  Damaged (or unfinished) checkpoints newer than it are skipped with one
+  warning line; a mismatch raises at once (older checkpoints of the same run
+  would not fit either).
+  """
+  damaged, errors = [], []
+  for step in sorted(steps, reverse=True):
+    try:
+      restored = _restore_items(step, workdir, **items)
+    except CheckpointCorruptError as e:
+      damaged.append(step)
+      errors.append(str(e))
+      continue
+    if damaged:
+      _warn(f'{errors[0]}; using checkpoint {step}, the newest that restores')
+    return restored, step, damaged
+  if errors:
+    raise CheckpointCorruptError(f'no checkpoint of workdir {workdir!r} restores: '
+                                 + '; '.join(errors[:2]) + ' -- train in a new --workdir')
+  raise FileNotFoundError(f'no complete checkpoints in {workdir!r}')
 
 
 def _abstract(tree, sharding=None):
@@ -413,27 +553,23 @@ def latest_variables(workdir: str, template_variables, *, step: int | None = Non
     workdir: a training workdir.
     template_variables: variables of the same tree, shapes and dtypes (arrays
       or `jax.eval_shape` output), e.g. `jax.eval_shape(task.init_variables, key)`.
-    step: which checkpoint (default: the latest).
+    step: which checkpoint (default: the newest that restores; a damaged newer
+      one is skipped with a warning).
     sharding: where to put the arrays (default: the template's sharding, else
       the first device).
 
   Returns:
     (variables, step).
   """
-  manager = _manager(workdir, create=False)
-  try:
-    if step is None:
-      step = manager.latest_step()
-      if step is None:
-        raise FileNotFoundError(f'no checkpoints in {workdir!r}')
-    elif step not in manager.all_steps():
-      raise FileNotFoundError(f'no checkpoint {step} in {workdir!r} '
-                              f'(it has {list(manager.all_steps())})')
-    restored = _restore_items(manager, step, workdir,
-                              variables=_abstract(template_variables, sharding))
-    return dict(restored['variables']), int(step)
-  finally:
-    manager.close()
+  items = {'variables': _abstract(template_variables, sharding)}
+  if step is None:
+    restored, step, _ = _restore_newest(workdir, _step_dirs(workdir), **items)
+  else:
+    if step not in checkpoint_steps(workdir):
+      raise FileNotFoundError(f'no complete checkpoint {step} in {workdir!r} '
+                              f'(it has {checkpoint_steps(workdir)})')
+    restored = _restore_items(step, workdir, **items)
+  return dict(restored['variables']), int(step)
 
 
 _BINDING = re.compile(r'^((?:[\w.]+/)*)([\w.]+)\.(\w+) = ')
@@ -459,6 +595,56 @@ def operative_config() -> str:
       line = f'{m.group(1)}{full[m.group(2)]}.{m.group(3)} = {line[m.end():]}'
     lines.append(line)
   return '\n'.join(lines) + '\n'
+
+
+# Bindings that may differ between a run and its resumption: how long, how
+# often to log / evaluate / checkpoint, and display. Anything else (data,
+# model, optimizer, seed, batch size) would change what the checkpoint means.
+RESUMABLE_BINDINGS = frozenset(
+    f'sphere_plugin.train.train.{name}' for name in (
+        'num_steps', 'checkpoint_every', 'eval_every', 'log_every', 'max_to_keep',
+        'eval_batch_size', 'progress'))
+
+
+def _bindings(text: str) -> dict[str, str]:
+  """{'scope/module.name.param': value text} of a gin config (continuations joined)."""
+  out, key = {}, None
+  for line in text.splitlines():
+    m = _BINDING.match(line)
+    if m:
+      key = f'{m.group(1)}{m.group(2)}.{m.group(3)}'
+      out[key] = line[m.end():].strip()
+    elif key and line.strip() and not line.lstrip().startswith('#') and line[:1].isspace():
+      out[key] += ' ' + line.strip()
+    else:
+      key = None
+  return {k: ' '.join(v.split()) for k, v in out.items()}
+
+
+def _check_same_config(workdir: str, current: str) -> None:
+  """Raises if `current` changes a binding of workdir/config.gin that resuming cannot.
+
+  Bindings gin has not recorded in this process yet (configurables not called)
+  are not compared; new or changed ones are, except RESUMABLE_BINDINGS.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    stored = _bindings(f.read())
+  now = _bindings(current)
+  changed = [k for k in sorted(set(stored) | set(now))
+             if k in now and stored.get(k) != now[k] and k not in RESUMABLE_BINDINGS
+             and not k.endswith('.progress')]
+  if changed:
+    k = changed[0]
+    more = f' (and {len(changed) - 1} more: {", ".join(changed[1:4])})' if len(changed) > 1 else ''
+    raise ValueError(
+        f'resuming {workdir!r} with a changed configuration: {k} is '
+        f'{stored.get(k, "unset")} in its config.gin but {now.get(k, "unset")} now{more}; '
+        'its checkpoints and statistics belong to the stored one: resume with the same '
+        'configuration (only num_steps and the checkpoint/eval/log periods may change) or '
+        'start a new run in a new --workdir')
 
 
 def task_from_config(workdir: str, bindings: Sequence[str] = ()) -> task_lib.Task:
@@ -579,23 +765,41 @@ def _say(message: str) -> None:
     tqdm.tqdm.write(f'train: {message}', file=sys.stderr)
 
 
+def _warn(message: str) -> None:
+  logging.warning(message)
+  if jax.process_index() == 0:
+    tqdm.tqdm.write(f'train: warning: {message}', file=sys.stderr)
+
+
 @contextlib.contextmanager
 def _sigterm_flag():
-  """Yields a dict whose 'set' turns True when SIGTERM arrives (main thread only)."""
+  """Yields a dict whose 'set' turns True on SIGTERM or SIGINT (main thread only).
+
+  'name' says which arrived. Ctrl-C therefore stops the run like a preemption:
+  a checkpoint at the end of the current step, then a normal return.
+  """
   flag = {'set': False}
   if threading.current_thread() is not threading.main_thread():
     yield flag
     return
 
   def handler(signum, frame):
-    del signum, frame
-    flag['set'] = True
+    del frame
+    flag['set'], flag['name'] = True, signal.Signals(signum).name
 
-  previous = signal.signal(signal.SIGTERM, handler)
+  previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
   try:
     yield flag
   finally:
-    signal.signal(signal.SIGTERM, previous)
+    for sig, old in previous.items():
+      signal.signal(sig, old)
+
+
+def _barrier(name: str) -> None:
+  """All processes wait here (multi-host runs); nothing on one process."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
 
 
 def _stop_requested(flag: dict) -> bool:
@@ -661,20 +865,20 @@ def train(workdir: str, task: Any = gin.REQUIRED, *, num_steps: int = 1000,
   os.makedirs(workdir, exist_ok=True)
 
   with contextlib.ExitStack() as stack:
-    manager = _manager(workdir, max_to_keep)
-    stack.callback(manager.close)
-    stack.callback(manager.wait_until_finished)  # runs first: pending saves complete
     sigterm = stack.enter_context(_sigterm_flag())
-    start = manager.latest_step()
-    if start is None:
+    steps = _step_dirs(workdir)
+    _barrier('sphere_plugin_listed_checkpoints')
+    if not steps:
       state = jax.jit(lambda: create_state(task, tx, seed), out_shardings=replicated)()
       start = 0
     else:
       abstract = _abstract(jax.eval_shape(lambda: create_state(task, tx, seed)), replicated)
-      restored = _restore_items(
-          manager, start, workdir, variables=abstract.variables,
+      _check_same_config(workdir, operative_config())  # after init: modules have run
+      restored, start, damaged = _restore_newest(
+          workdir, steps, variables=abstract.variables,
           train_state={'step': abstract.step, 'opt_state': abstract.opt_state,
                        'rng': abstract.rng})
+      steps = [s for s in checkpoint_steps(workdir) if s <= start]
       variables, rest = dict(restored['variables']), restored['train_state']
       state = TrainState(step=rest['step'], params=variables.pop('params'),
                          model_state=variables, opt_state=rest['opt_state'], rng=rest['rng'])
@@ -683,10 +887,22 @@ def train(workdir: str, task: Any = gin.REQUIRED, *, num_steps: int = 1000,
       if start >= num_steps:
         _say(f'{workdir} already holds step {start} (num_steps {num_steps}); nothing to train')
         return state
+    _barrier('sphere_plugin_restored')
+    if is_chief:  # unsealed, half-deleted and damaged steps would block saving there
+      _remove_incomplete(workdir, keep=steps)
+    _barrier('sphere_plugin_cleaned')
+    manager = _manager(workdir, max_to_keep)
+    stack.callback(manager.close)
+    stack.callback(manager.wait_until_finished)  # runs first: pending saves complete
 
-    if is_chief:
+    if start == 0 and is_chief:
       _write_text(os.path.join(workdir, CONFIG_FILE), operative_config())
       task.save_artifacts(workdir)
+    # On resume config.gin and the task's artifacts (normalisation statistics)
+    # stay as the checkpoint was trained with; the task reloads its artifacts.
+    load = getattr(task, 'load_artifacts', None)
+    if start and callable(load):
+      load(workdir)
     log = _Log(workdir, start, is_chief)
     stack.callback(log.close)
     if start:
@@ -730,7 +946,7 @@ def train(workdir: str, task: Any = gin.REQUIRED, *, num_steps: int = 1000,
                 f'the loss is finite ({float(metrics["loss"]):.6g}) but the updated '
                 'parameters hold NaN/Inf')
         manager.wait_until_finished()
-        last = manager.latest_step()
+        last = (checkpoint_steps(workdir) or [None])[-1]
         raise FloatingPointError(
             f'training diverged at step {step - 1} (the update from step {step - 1} to '
             f'{step}): {what}; this state was not saved; the last checkpoint is '
@@ -748,12 +964,13 @@ def train(workdir: str, task: Any = gin.REQUIRED, *, num_steps: int = 1000,
         log.event('eval', step, task.evaluate(
             state.variables, batch_size=eval_batch_size or batch_size))
       if step % checkpoint_every == 0 or step == num_steps or stop:
-        _save(manager, state, step)
+        _save(manager, state, step, workdir)
         log.flush()
       if stop:
         manager.wait_until_finished()
         log.event('preempted', step)
-        _say(f'SIGTERM: saved checkpoint {step} in {workdir}; run the same command to resume')
+        _say(f'{sigterm.get("name", "SIGTERM")}: saved checkpoint {step} in {workdir}; run the '
+             'same command to resume')
         return state
     manager.wait_until_finished()
     log.event('done', step)

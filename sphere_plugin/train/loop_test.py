@@ -169,11 +169,13 @@ def test_incompatible_checkpoint_names_the_workdir(tmp_path):
   workdir = str(tmp_path / 'w')
   kw = dict(num_steps=1, batch_size=4, optimizer=optax.sgd(0.1), **QUIET)
   train_lib.train(workdir, task=toy.ToyTask(hidden=8), **kw)
-  with pytest.raises(ValueError, match=r"cannot restore checkpoint 1 of workdir '.*/w' .*: "
-                     r'.*params/BatchNorm_0/bias is float32\[8\] in the checkpoint but '
-                     r'float32\[16\] in the model.*new --workdir'):
+  with pytest.raises(ValueError, match=r"checkpoint 1 of workdir '.*/w' was trained with "
+                     r'another model.*params/BatchNorm_0/bias is float32\[8\] in the checkpoint '
+                     r'but float32\[16\] in the model.*new --workdir') as e:
     train_lib.train(workdir, task=toy.ToyTask(hidden=16), num_steps=2, batch_size=4,
                     optimizer=optax.sgd(0.1), **QUIET)
+  # The checkpoints are intact: no advice to delete them.
+  assert 'delete' not in str(e.value) and loop.checkpoint_steps(workdir) == [1]
   with pytest.raises(ValueError, match='train_state holds other arrays'):
     train_lib.train(workdir, task=toy.ToyTask(hidden=8), num_steps=2, batch_size=4,
                     optimizer=optax.adam(0.1), **QUIET)
@@ -243,3 +245,85 @@ def test_config_gin_uses_full_names_that_parse_beside_same_named_configurables(t
                        text=True, cwd=ROOT, timeout=120)
   assert out.returncode == 0, out.stderr[-2000:]
   assert out.stdout.split() == ['ToyTask', '0.0123']
+
+
+def _two_checkpoints(workdir, num_steps=2, **kw):
+  kw = dict(batch_size=4, optimizer=optax.sgd(0.1), checkpoint_every=1, **QUIET, **kw)
+  train_lib.train(workdir, task=toy.ToyTask(), num_steps=num_steps, **kw)
+  return kw
+
+
+def _data_files(workdir, step):
+  root = os.path.join(workdir, 'checkpoints', str(step), 'variables', 'ocdbt.process_0', 'd')
+  return sorted(os.path.join(root, n) for n in os.listdir(root))
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_older_one(tmp_path, capsys):
+  workdir = str(tmp_path / 'w')
+  kw = _two_checkpoints(workdir)
+  template = jax.eval_shape(toy.ToyTask().init_variables, jax.random.key(0))
+  older, _ = train_lib.latest_variables(workdir, template, step=1)
+  for path in _data_files(workdir, 2):  # truncated data files of the newest checkpoint
+    with open(path, 'r+b') as f:
+      f.truncate(10)
+  capsys.readouterr()
+  variables, step = train_lib.latest_variables(workdir, template)
+  assert step == 1
+  jax.tree.map(np.testing.assert_array_equal, variables, older)
+  warning = [line for line in capsys.readouterr().err.splitlines() if 'warning' in line]
+  assert len(warning) == 1 and 'checkpoint 2' in warning[0] and 'damaged' in warning[0]
+  assert 'using checkpoint 1' in warning[0], warning
+  # Resuming training falls back the same way and replaces the damaged step.
+  state = train_lib.train(workdir, task=toy.ToyTask(), num_steps=3, **kw)
+  assert int(state.step) == 3 and loop.checkpoint_steps(workdir) == [1, 2, 3]
+  rows = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
+  assert [r['step'] for r in rows if r['event'] == 'resume'] == [1]
+  assert train_lib.latest_variables(workdir, template)[1] == 3
+
+
+def test_half_deleted_older_checkpoint_is_not_listed(tmp_path):
+  # What a SIGKILL during orbax's removal of an old checkpoint leaves: some
+  # files of that step are gone, the directory is still there.
+  workdir = str(tmp_path / 'w')
+  kw = _two_checkpoints(workdir, num_steps=3)
+  assert loop.checkpoint_steps(workdir) == [1, 2, 3]
+  os.remove(_data_files(workdir, 1)[0])
+  os.remove(os.path.join(workdir, 'checkpoints', '1', 'train_state', '_METADATA'))
+  assert loop.checkpoint_steps(workdir) == [2, 3]
+  template = jax.eval_shape(toy.ToyTask().init_variables, jax.random.key(0))
+  with pytest.raises(FileNotFoundError, match='no complete checkpoint 1'):
+    train_lib.latest_variables(workdir, template, step=1)
+  state = train_lib.train(workdir, task=toy.ToyTask(), num_steps=4, **kw)
+  assert int(state.step) == 4 and loop.checkpoint_steps(workdir) == [2, 3, 4]
+
+
+def _gin_train(workdir, *bindings):
+  import gin  # pylint: disable=g-import-not-at-top
+  gin.clear_config()
+  gin.parse_config_files_and_bindings([os.path.join(ROOT, 'gin', 'toy.gin')], [
+      'sphere_plugin.train.train.progress = False', 'sphere_plugin.train.optimizer.warmup_steps = 0',
+      'sphere_plugin.train.train.checkpoint_every = 1', *bindings])
+  try:
+    return train_lib.train(workdir)
+  finally:
+    gin.clear_config()
+
+
+def test_resume_keeps_the_stored_config_and_refuses_changes_that_matter(tmp_path):
+  workdir = str(tmp_path / 'run')
+  _gin_train(workdir, 'sphere_plugin.train.train.num_steps = 2')
+  config = open(os.path.join(workdir, 'config.gin')).read()
+  # Training longer (and logging more often) is a resumption.
+  state = _gin_train(workdir, 'sphere_plugin.train.train.num_steps = 3',
+                     'sphere_plugin.train.train.log_every = 1')
+  assert int(state.step) == 3
+  assert open(os.path.join(workdir, 'config.gin')).read() == config
+  # Another learning rate is another run: one line naming the binding.
+  with pytest.raises(ValueError) as e:
+    _gin_train(workdir, 'sphere_plugin.train.train.num_steps = 4',
+               'sphere_plugin.train.optimizer.learning_rate = 0.5')
+  message = str(e.value).splitlines()[0]
+  assert 'sphere_plugin.train.optimizer.learning_rate is 0.01 in its config.gin but 0.5' in message
+  assert 'new --workdir' in message
+  assert loop.checkpoint_steps(workdir)[-1] == 3  # nothing trained
+  assert open(os.path.join(workdir, 'config.gin')).read() == config
