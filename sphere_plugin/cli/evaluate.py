@@ -31,6 +31,7 @@ from sphere_plugin import evaluation
 from sphere_plugin import forecast
 from sphere_plugin import plots
 from sphere_plugin.cli import errors
+from sphere_plugin.cli import help as help_lib
 from sphere_plugin.data import weather
 
 FLAGS = flags.FLAGS
@@ -178,4 +179,5 @@ def main(argv):
 def run():
   """Entry point of tools/evaluate.py."""
   define_flags()
+  help_lib.declare_key_flags(__name__)  # --help lists --workdir, --output_dir, ...
   app.run(main)

@@ -59,6 +59,7 @@ from sphere_plugin import grids
 from sphere_plugin import regrid as regrid_lib
 from sphere_plugin import sht
 from sphere_plugin.cli import errors
+from sphere_plugin.cli import help as help_lib
 from sphere_plugin.cli import interrupts
 from sphere_plugin.cli import writers
 from sphere_plugin.data.stores import open_dataset
@@ -381,4 +382,5 @@ def main(argv) -> int:
 
 def run() -> None:
   """Console-script entry point (`sphere-regrid`)."""
+  help_lib.declare_key_flags(__name__)  # --help lists --input, --grid, ...
   app.run(lambda argv: sys.exit(main(argv)))
