@@ -376,11 +376,11 @@ def main(argv) -> int:
                 overwrite=_OVERWRITE.value, lmax=_LMAX.value, taper=_TAPER.value,
                 remove_stale_partials=_REMOVE_STALE.value)
 
-  with _one_line_warnings('regrid'):
-    return errors.run_main('regrid', work, stopped_note='; the partial output was removed')
+  return errors.run_main('regrid', work, stopped_note='; the partial output was removed')
 
 
 def run() -> None:
   """Console-script entry point (`sphere-regrid`)."""
   help_lib.declare_key_flags(__name__)  # --help lists --input, --grid, ...
-  app.run(lambda argv: sys.exit(main(argv)))
+  with _one_line_warnings('regrid'):  # not in main(): callers may record warnings
+    app.run(lambda argv: sys.exit(main(argv)))
