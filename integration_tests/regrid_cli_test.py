@@ -460,3 +460,16 @@ def test_cli_ringing_warning_is_one_line_per_variable(input_zarr, tmp_path):
   assert lines[0].startswith("regrid: warning: variable 'land_sea_mask':"), lines
   assert 'after regridding vs 0/1 before' in lines[0]
   assert '.py:' not in proc.stderr  # no source location inside the library
+
+
+def test_cli_shows_no_jax_backend_info_line(input_zarr, tmp_path):
+  path, _ = input_zarr
+  env = tool_env()
+  env.pop('JAX_PLATFORMS', None)  # as a user runs it: JAX probes for TPU/GPU backends
+  proc = subprocess.run(
+      [sys.executable, TOOL, f'--input={path}', f'--output={tmp_path / "g.zarr"}',
+       '--grid=healpix:4', '--method=spectral', '--variables=temperature'],
+      capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+  assert proc.returncode == 0, proc.stderr
+  # JAX's INFO line ('Unable to initialize backend ...') landed inside the progress bar.
+  assert 'xla_bridge.py' not in proc.stderr and 'initialize backend' not in proc.stderr, proc.stderr

@@ -40,6 +40,7 @@ replace data):
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import sys
@@ -362,6 +363,10 @@ def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   allocator.retain_freed_memory()
+  if not flags.FLAGS['verbosity'].present:
+    # JAX logs 'Unable to initialize backend ...' at INFO on its first backend use,
+    # which lands inside the progress bar; --verbosity=0 shows it again.
+    logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)
   for flag in (_INPUT, _OUTPUT, _GRID):
     if not flag.value:
       print(f'regrid: error: --{flag.name} is required', file=sys.stderr)
