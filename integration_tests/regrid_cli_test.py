@@ -422,3 +422,54 @@ def test_any_failure_is_one_line_and_verbose_adds_the_traceback(input_zarr, tmp_
     assert cli.main(['regrid']) == 1
   lines = error_lines(capsys.readouterr().err)
   assert lines[0] == 'Traceback (most recent call last):' and expected in lines[-1], lines
+
+
+def test_cli_keeps_each_wind_components_attrs_and_notes_missing_only_where_nan(tmp_path):
+  path = str(tmp_path / 'cf.zarr')
+  ds = make_input(path, times=4)
+  ds['u_component_of_wind'].attrs.update(long_name='U component of wind',
+                                         standard_name='eastward_wind')
+  ds['v_component_of_wind'].attrs.update(long_name='V component of wind',
+                                         standard_name='northward_wind')
+  sst = ds.sea_surface_temperature.values.copy()
+  sst[:2] = 280.0  # NaN only from the second chunk on: the note must still be written
+  ds['sea_surface_temperature'] = (ds.sea_surface_temperature.dims, sst)
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')
+    ds.to_zarr(path, mode='w')
+  out_path = str(tmp_path / 'hp.zarr')
+  proc = run_tool(f'--input={path}', f'--output={out_path}', '--grid=healpix:4',
+                  '--method=bilinear', '--chunk=time=2')
+  assert proc.returncode == 0, proc.stderr
+  out = xr.open_zarr(out_path)
+  assert out.v_component_of_wind.attrs['long_name'] == 'V component of wind'
+  assert out.v_component_of_wind.attrs['standard_name'] == 'northward_wind'
+  assert out.u_component_of_wind.attrs['standard_name'] == 'eastward_wind'
+  assert 'valid' in out.sea_surface_temperature.attrs['regrid_missing_values']
+  assert 'regrid_missing_values' not in out.temperature.attrs
+  assert 'regrid_missing_values' not in out.u_component_of_wind.attrs
+
+
+def test_cli_ringing_warning_is_one_line_per_variable(input_zarr, tmp_path):
+  path, _ = input_zarr
+  proc = run_tool(f'--input={path}', f'--output={tmp_path / "g.zarr"}', '--grid=gaussian:64x32',
+                  '--variables=land_sea_mask,temperature', '--chunk=time=3')
+  assert proc.returncode == 0, proc.stderr
+  lines = [l for l in proc.stderr.splitlines() if 'Gibbs' in l]
+  assert len(lines) == 1, proc.stderr  # 4 chunks, one warning
+  assert lines[0].startswith("regrid: warning: variable 'land_sea_mask':"), lines
+  assert 'after regridding vs 0/1 before' in lines[0]
+  assert '.py:' not in proc.stderr  # no source location inside the library
+
+
+def test_cli_shows_no_jax_backend_info_line(input_zarr, tmp_path):
+  path, _ = input_zarr
+  env = tool_env()
+  env.pop('JAX_PLATFORMS', None)  # as a user runs it: JAX probes for TPU/GPU backends
+  proc = subprocess.run(
+      [sys.executable, TOOL, f'--input={path}', f'--output={tmp_path / "g.zarr"}',
+       '--grid=healpix:4', '--method=spectral', '--variables=temperature'],
+      capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+  assert proc.returncode == 0, proc.stderr
+  # JAX's INFO line ('Unable to initialize backend ...') landed inside the progress bar.
+  assert 'xla_bridge.py' not in proc.stderr and 'initialize backend' not in proc.stderr, proc.stderr

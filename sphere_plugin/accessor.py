@@ -13,6 +13,9 @@ result with `to_zarr`, or use `tools/regrid.py`, which streams chunk by chunk.
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import warnings
 
 import numpy as np
@@ -28,13 +31,64 @@ WB2_VECTOR_PAIRS = (
     ('100m_u_component_of_wind', '100m_v_component_of_wind'),
 )
 
-_MISSING_NOTE = ('missing values (NaN) skipped: each target value is the weighted mean '
+MISSING_NOTE = ('missing values (NaN) skipped: each target value is the weighted mean '
                  'over the valid part of its sources (weights renormalised); NaN where '
                  'no valid source overlaps')
 
 
+# Frames in these packages are internals: a warning points at the first frame outside.
+_INTERNAL_DIRS = tuple(os.path.dirname(m.__file__) + os.sep
+                       for m in (sys.modules[__name__.rpartition('.')[0]], xr)) + tuple(
+                           os.sep + p + os.sep for p in ('dask', 'toolz'))
+
+
+def _caller_stacklevel() -> int:
+  """The `stacklevel` of the first frame outside sphere_plugin / xarray / dask
+  (counted from the caller of this function's caller, as `warnings.warn` does)."""
+  frame, level = sys._getframe(2), 2  # pylint: disable=protected-access
+  while frame is not None and not frame.f_code.co_filename.endswith('_test.py') and any(
+      d in frame.f_code.co_filename for d in _INTERNAL_DIRS):
+    frame, level = frame.f_back, level + 1
+  return level
+
+
+class RingingReport:
+  """Says once per variable (per run of the CLI, per `regrid_dataset` call otherwise)
+  that spectral regridding made a non-negative field negative (Gibbs ringing).
+
+  Thread-safe: dask computes blocks on several threads.
+  """
+
+  def __init__(self):
+    self._warned: set[str] = set()
+    self._lock = threading.Lock()
+
+  def check(self, name: str, x, y) -> None:
+    """Warns about variable `name` if x >= 0 everywhere and its regridded y is not."""
+    x, y = np.asarray(x), np.asarray(y)
+    if not x.size or not y.size or np.isnan(x).any() or np.min(x) < 0 or np.min(y) >= 0:
+      return
+    with self._lock:
+      if name in self._warned:
+        return
+      self._warned.add(name)
+    warnings.warn(
+        f'variable {name!r}: spectral regridding gave a non-negative field negative values '
+        f'(Gibbs ringing at sharp features): min/max {np.min(y):.4g}/{np.max(y):.4g} after '
+        f'regridding vs {np.min(x):.4g}/{np.max(x):.4g} before (in the first data where '
+        "this was seen); use method='conservative' for precipitation-like fields, or a "
+        'taper', regrid_lib.RingingWarning, stacklevel=_caller_stacklevel())
+
+
 def _is_dask(da: xr.DataArray) -> bool:
   return da.chunks is not None
+
+
+def _has_missing(da: xr.DataArray) -> bool:
+  """Whether `da` has NaN (computed for dask-backed data: one read of it)."""
+  if not np.issubdtype(da.dtype, np.inexact):
+    return False
+  return bool(da.isnull().any())
 
 
 def _canonical(ds, dims: tuple[str, ...]):
@@ -147,8 +201,23 @@ def plan(ds: xr.Dataset, target, method: str = 'spectral', *, variables=None,
 
 def regrid_dataset(ds: xr.Dataset, target, method: str = 'spectral', *,
                    variables=None, vector_pairs='auto', lmax: int | None = None,
-                   taper: float | None = None) -> xr.Dataset:
-  """Regrids every spatial variable of `ds` to `target`; see `DatasetAccessor.regrid`."""
+                   taper: float | None = None,
+                   ringing: RingingReport | None = None) -> xr.Dataset:
+  """Regrids every spatial variable of `ds` to `target`; see `DatasetAccessor.regrid`.
+
+  Args:
+    ds, target, method, variables, vector_pairs, lmax, taper: as
+      `DatasetAccessor.regrid`.
+    ringing: where the Gibbs-ringing warnings already given are recorded; pass
+      one `RingingReport` to several calls (chunks of one run) to warn once per
+      variable over all of them. Default: a new one (once per variable here).
+
+  Returns:
+    the regridded Dataset. Each variable keeps its own attrs (also both
+    components of a vector pair); `regrid_missing_values` is added to the
+    variables that had NaN (non-spectral methods skip them).
+  """
+  ringing = RingingReport() if ringing is None else ringing
   ds, source, target, src_dims, spatial, partial, pairs, regridder = plan(
       ds, target, method, variables=variables, vector_pairs=vector_pairs, lmax=lmax,
       taper=taper)
@@ -176,11 +245,17 @@ def regrid_dataset(ds: xr.Dataset, target, method: str = 'spectral', *,
     def regrid_block(*blocks):  # a plain named function: dask builds task keys from it
       return func(*blocks)
 
-    return xr.apply_ufunc(
+    # keep_attrs=False: with two outputs xarray would copy the first input's attrs
+    # onto both (v would say 'eastward_wind'); each output gets its own input's below.
+    outs = xr.apply_ufunc(
         regrid_block, *arrays, input_core_dims=[list(src_dims)] * len(arrays),
         output_core_dims=[list(tgt_dims)] * nout, exclude_dims=set(src_dims),
-        dask='parallelized', output_dtypes=[dtype] * nout, keep_attrs=True,
+        dask='parallelized', output_dtypes=[dtype] * nout, keep_attrs=False,
         dask_gufunc_kwargs={'output_sizes': sizes})
+    outs = outs if nout > 1 else (outs,)
+    for o, a in zip(outs, arrays):
+      o.attrs = dict(a.attrs)
+    return outs if nout > 1 else outs[0]
 
   def named(names, *args, **kwargs):  # say which variable a refusal is about
     try:
@@ -188,15 +263,29 @@ def regrid_dataset(ds: xr.Dataset, target, method: str = 'spectral', *,
     except ValueError as e:
       raise ValueError(f'variable {names}: {e}') from e
 
+  def scalar(name):
+    """The scalar regridding of variable `name`, checked for ringing when spectral."""
+    if method != 'spectral':
+      return regridder
+
+    def regrid_and_check(x):
+      y = regridder(x, warn=False)
+      ringing.check(name, x, y)
+      return y
+    return regrid_and_check
+
   out = {}
   for n in spatial:
     if n not in paired:
-      out[n] = named(repr(n), regridder, canon[n])
+      out[n] = named(repr(n), scalar(n), canon[n])
   for u, v in pairs:
     out[u], out[v] = named(f'pair {u}:{v}', regridder.vector, canon[u], canon[v], nout=2)
-  for n in spatial:
-    if method != 'spectral':
-      out[n].attrs['regrid_missing_values'] = _MISSING_NOTE
+  if method != 'spectral':  # spectral refuses NaN; the others skip them: say so where done
+    for n in spatial:
+      if _has_missing(canon[n]):
+        out[n].attrs['regrid_missing_values'] = MISSING_NOTE
+      else:
+        out[n].attrs.pop('regrid_missing_values', None)
   rest = {n: v for n, v in ds.data_vars.items() if n not in spatial and n not in partial}
   coords = {n: c for n, c in ds.coords.items() if not set(src_dims) & set(c.dims)}
   coords.update(_target_coords(target, names, ds))
@@ -278,7 +367,9 @@ class DatasetAccessor(_Accessor):
       Dataset with dims (time, prediction_timedelta, level, <spatial dims>)
       (WB2 forecast convention; `time` is the initial time, dropped when the
       input has a scalar time), on the input's grid and coordinates, with the
-      input's variable attrs.
+      input's variable attrs. `regrid_method` / `regrid_source_grid` say how
+      the forecast was regridded from the model grid (absent when the input
+      is on the model grid).
 
     Raises:
       ValueError: naming the variables or levels the model needs and the

@@ -159,3 +159,50 @@ def test_spectral_refuses_inf_and_names_the_variable():
     ds[['temperature']].sphere.regrid('healpix:4')
   with pytest.raises(ValueError, match=r'1 \+Inf'):  # lazy: refused when computed
     ds[['temperature']].chunk(time=1).sphere.regrid('healpix:4').compute()
+
+
+CF_U = {'long_name': 'U component of wind', 'standard_name': 'eastward_wind', 'units': 'm s-1'}
+CF_V = {'long_name': 'V component of wind', 'standard_name': 'northward_wind', 'units': 'm s-1'}
+
+
+@pytest.mark.parametrize('method', regrid.METHODS)
+@pytest.mark.parametrize('lazy', [False, True])
+def test_each_wind_component_keeps_its_own_attrs(method, lazy):
+  ds, _ = wb2_like(times=2)
+  ds['u_component_of_wind'] = ds.temperature.assign_attrs(CF_U)
+  ds['v_component_of_wind'] = (ds.temperature * 0.5).assign_attrs(CF_V)
+  if lazy:
+    ds = ds.chunk(time=1)
+  out = ds.sphere.regrid('healpix:4', method, variables=['u_component_of_wind',
+                                                          'v_component_of_wind'])
+  assert out.u_component_of_wind.attrs == CF_U
+  assert out.v_component_of_wind.attrs == CF_V  # not u's (keep_attrs with two outputs)
+
+
+def test_missing_values_note_only_on_variables_with_nan():
+  ds, _ = wb2_like(times=2)
+  for lazy in (False, True):
+    src = ds.chunk(time=1) if lazy else ds
+    out = src.sphere.regrid('healpix:8', 'conservative')
+    assert 'regrid_missing_values' in out.sea_surface_temperature.attrs
+    assert 'regrid_missing_values' not in out.temperature.attrs
+    assert 'regrid_missing_values' not in out.land_sea_mask.attrs
+  # A stale note from an earlier regrid is removed when there is no NaN now.
+  again = out[['temperature']].compute()
+  again['temperature'].attrs['regrid_missing_values'] = 'stale'
+  assert 'regrid_missing_values' not in again.sphere.regrid('healpix:4', 'nearest').temperature.attrs
+
+
+def test_ringing_warning_names_the_variable_once_and_points_at_the_caller():
+  ds, _ = wb2_like(times=4)
+  step = (ds.land_sea_mask > 0.3).astype(np.float32)  # a 0/1 field rings spectrally
+  ds['mask'] = step.expand_dims(time=ds.time).copy()
+  with pytest.warns(regrid.RingingWarning) as caught:
+    ds.chunk(time=1).sphere.regrid('gaussian:64x32', variables=['mask', 'temperature']).compute()
+  ringing = [w for w in caught if issubclass(w.category, regrid.RingingWarning)]
+  assert len(ringing) == 1, [str(w.message) for w in ringing]  # not once per chunk
+  message = str(ringing[0].message)
+  assert "variable 'mask'" in message and 'after regridding vs 0/1 before' in message
+  with pytest.warns(regrid.RingingWarning) as caught:
+    ds.sphere.regrid('gaussian:64x32', variables=['mask'])
+  assert caught[0].filename == __file__  # this test, not accessor.py

@@ -149,6 +149,11 @@ class TrainedForecaster:
       if name in ds.data_vars:
         out[name].attrs = dict(ds[name].attrs)
     out.attrs = dict(ds.attrs, forecast_model=self.workdir or '', forecast_step=self.step)
+    # The input's regrid attrs describe how the input was made, not this output.
+    for key in ('regrid_method', 'regrid_source_grid'):
+      out.attrs.pop(key, None)
+    if source != self.grid:  # the forecast was made on the model grid and regridded back
+      out.attrs.update(regrid_method=regrid_method, regrid_source_grid=str(self.grid))
     if squeeze:
       out = out.isel(time=0)
     return out

@@ -296,3 +296,22 @@ def test_resume_trains_with_the_stored_statistics(workdir, tmp_path, monkeypatch
   assert int(state.step) == 4
   assert open(path).read() == text
   np.testing.assert_allclose(used[0], np.float32(stored['std']), rtol=1e-6)
+
+
+def test_predict_keeps_each_variables_attrs_and_says_how_it_regridded(model):
+  ds = _dataset().isel(time=slice(30, 32))
+  ds['u_component_of_wind'].attrs.update(long_name='U component of wind',
+                                         standard_name='eastward_wind')
+  ds['v_component_of_wind'].attrs.update(long_name='V component of wind',
+                                         standard_name='northward_wind')
+  fine = ds.sphere.regrid('equiangular:32x16', method='bilinear')
+  assert fine.attrs['regrid_method'] == 'bilinear'
+  out = fine.sphere.predict(model, steps=1)  # regrids conservatively itself
+  assert out['v_component_of_wind'].attrs['standard_name'] == 'northward_wind'
+  assert out['u_component_of_wind'].attrs['standard_name'] == 'eastward_wind'
+  assert out.attrs['regrid_method'] == 'conservative'
+  assert out.attrs['regrid_source_grid'] == str(model.grid)
+  # On the model grid nothing is regridded: no regrid attrs (the input's are stale).
+  stamped = ds.assign_attrs(regrid_method='nearest', regrid_source_grid='healpix:4')
+  same = stamped.sphere.predict(model, steps=1)
+  assert 'regrid_method' not in same.attrs and 'regrid_source_grid' not in same.attrs

@@ -16,11 +16,40 @@ import pandas as pd
 import xarray as xr
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from sphere_plugin import evaluation
 
 _LON_NAMES = ('longitude', 'lon')
 _LAT_NAMES = ('latitude', 'lat')
+
+
+GRAVITY = 9.80665  # m s-2, standard gravity (WMO): geopotential height = z / g
+_GEOPOTENTIAL_UNITS = ('m**2 s**-2', 'm2 s-2', 'm^2/s^2', 'm2/s2', 'm**2/s**2')
+
+
+def display_units(name: str, units: str) -> tuple[float, str, str]:
+  """How a variable is drawn: (scale applied to the values, quantity name, units).
+
+  Geopotential (m^2 s^-2) is drawn as geopotential height in metres (z / g,
+  g = 9.80665 m s^-2), which is what forecasters read; anything else as it is.
+
+  Args:
+    name: the variable's name, e.g. 'geopotential'.
+    units: its units attr ('' when unknown).
+
+  Returns:
+    (scale, quantity name, units) with the values to draw = values * scale.
+  """
+  if name == 'geopotential' and str(units).replace(' ', '') in {
+      u.replace(' ', '') for u in _GEOPOTENTIAL_UNITS}:
+    return 1.0 / GRAVITY, 'geopotential height', 'm'
+  return 1.0, name, str(units)
+
+
+def _level_text(level) -> str:
+  """' 500 hPa' (pressure levels are in hPa in WB2 data), '' for surface variables."""
+  return '' if level is None else f' {level} hPa'
 
 
 def _figure(**kwargs) -> Figure:
@@ -63,7 +92,7 @@ def plot_rmse_vs_lead(scores: Mapping[str, xr.Dataset], variables: Iterable,
   fig = _figure(figsize=(4.2 * ncol, 3.2 * nrow), layout='constrained')
   for k, (name, level) in enumerate(specs):
     ax = fig.add_subplot(nrow, ncol, k + 1)
-    units = ''
+    units, quantity = '', name
     drawn = 0
     for model, ds in scores.items():
       if name not in ds.data_vars:
@@ -76,14 +105,14 @@ def plot_rmse_vs_lead(scores: Mapping[str, xr.Dataset], variables: Iterable,
       if evaluation.LEAD not in da.dims or da.ndim != 1:
         raise ValueError(f'{model}: {name} has dims {dict(da.sizes)}; expected '
                          f'({evaluation.LEAD},) after choosing the level')
-      units = units or str(da.attrs.get('units', ''))
-      ax.plot(_lead_hours(da[evaluation.LEAD].values), np.asarray(da.values),
+      scale, quantity, units = display_units(name, da.attrs.get('units', ''))
+      ax.plot(_lead_hours(da[evaluation.LEAD].values), np.asarray(da.values) * scale,
               marker='o', markersize=3, label=model)
       drawn += 1
     if not drawn:
       raise ValueError(f'no model in {list(scores)} has {name}'
                        + ('' if level is None else f' at level {level}'))
-    ax.set_title(name if level is None else f'{name} {level}')
+    ax.set_title(quantity + _level_text(level))
     ax.set_xlabel('lead time (hours)')
     ax.set_ylabel(f'{metric} ({units})' if units else metric)
     ax.grid(True, alpha=0.3)
@@ -143,11 +172,14 @@ def plot_maps(truth: xr.DataArray, forecast: xr.DataArray, path, title: str = ''
       other dims must have size 1.
     forecast: the same layout and grid as `truth`.
     path: PNG file to write (parent folders are made).
-    title: figure title; the units from `truth.attrs` are added to the colour
-      bars.
+    title: figure title; the quantity and units (from `truth.name` and
+      `truth.attrs`; geopotential is drawn as geopotential height in m, see
+      `display_units`) label the colour bars.
   """
   lon_e, lat_e, t = _lonlat_field(truth)
   lon_f, lat_f, f = _lonlat_field(forecast)
+  scale, quantity, units = display_units(str(truth.name), truth.attrs.get('units', ''))
+  t, f = t * scale, f * scale
   if t.shape != f.shape or not (np.allclose(lon_e, lon_f) and np.allclose(lat_e, lat_f)):
     raise ValueError(f'truth and forecast are on different grids: {t.shape} vs {f.shape}')
   err = f - t
@@ -155,7 +187,6 @@ def plot_maps(truth: xr.DataArray, forecast: xr.DataArray, path, title: str = ''
   vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
   emax = float(np.nanmax(np.abs(err))) if np.isfinite(err).any() else 1.0
   emax = emax or 1.0
-  units = truth.attrs.get('units', '')
   lon_r, lat_r = np.radians(lon_e), np.radians(lat_e)
   fig = _figure(figsize=(15, 3.8), layout='constrained')
   panels = (('truth', t, 'viridis', vmin, vmax), ('forecast', f, 'viridis', vmin, vmax),
@@ -165,11 +196,23 @@ def plot_maps(truth: xr.DataArray, forecast: xr.DataArray, path, title: str = ''
     mesh = ax.pcolormesh(lon_r, lat_r, values, cmap=cmap, vmin=lo, vmax=hi,
                          shading='flat')
     ax.set_title(name)
-    ax.set_xticklabels([])
+    lon_ticks = np.arange(-120, 121, 60)
+    ax.set_xticks(np.radians(lon_ticks))
+    ax.set_xticklabels([f'{abs(v)}°{"E" if v > 0 else "W" if v < 0 else ""}'
+                        for v in lon_ticks], fontsize='small')
+    ax.set_yticks(np.radians(np.arange(-60, 61, 30)))  # every 15 deg crowds the left edge
+    ax.tick_params(axis='y', labelsize='small')
     ax.grid(True, alpha=0.3)
     bar = fig.colorbar(mesh, ax=ax, orientation='horizontal', shrink=0.8, pad=0.05)
+    bar.locator = MaxNLocator(5)  # the default crowds long tick labels (e.g. 5.52e4)
+    bar.update_ticks()
+    label = quantity if quantity not in ('None', '') else ''
+    if name == 'forecast - truth' and label:
+      label = f'{label} error'
     if units:
-      bar.set_label(str(units))
+      label = f'{label} ({units})' if label else str(units)
+    if label:
+      bar.set_label(label)
   if title:
     fig.suptitle(title)
   _save(fig, path)

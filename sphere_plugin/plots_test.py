@@ -97,3 +97,40 @@ def test_lonlat_field_wraps_longitudes_without_a_gap():
   # The column at lon 270 (= -90) is the third after wrapping (-180, -135, -90).
   np.testing.assert_array_equal(v[:, 2], values[6])
   np.testing.assert_array_equal(v[:, 0], v[:, -1])  # the dateline cell, both sides
+
+
+def _geopotential(lon=np.arange(32) * 11.25, lat=np.linspace(-84.375, 84.375, 16)):
+  field = 5.5e4 + 2e3 * np.cos(np.radians(lat))[None, :] * np.sin(np.radians(lon))[:, None]
+  return xr.DataArray(field, dims=('longitude', 'latitude'), name='geopotential',
+                      coords={'longitude': lon, 'latitude': lat},
+                      attrs={'units': 'm**2 s**-2'})
+
+
+def test_geopotential_maps_are_in_metres_with_readable_ticks(tmp_path, canvases):
+  truth = _geopotential()
+  plots.plot_maps(truth, truth + 98.0665, tmp_path / 'z.png', title='z 500 hPa')
+  fig = canvases[0].figure
+  maps = [ax for ax in fig.axes if ax.name == 'mollweide']
+  bars = [ax for ax in fig.axes if ax.name != 'mollweide']
+  assert bars[0].get_xlabel() == 'geopotential height (m)'
+  assert bars[2].get_xlabel() == 'geopotential height error (m)'
+  # Values drawn in metres: z / g.
+  drawn = maps[0].collections[0].get_array()
+  np.testing.assert_allclose(float(drawn.max()), truth.values.max() / plots.GRAVITY)
+  np.testing.assert_allclose(float(np.abs(maps[2].collections[0].get_array()).max()), 10.0)
+  fig.canvas.draw()
+  for bar in bars:
+    assert len(bar.get_xticks()) <= 6  # MaxNLocator(5): not crowded
+  for ax in maps:  # longitudes labelled
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert '60°E' in labels and '120°W' in labels, labels
+
+
+def test_rmse_panels_name_the_level_in_hpa_and_geopotential_in_metres(tmp_path, canvases):
+  plots.plot_rmse_vs_lead({'model': _scores(plots.GRAVITY)},
+                          [('geopotential', 500), 'surface_pressure'], tmp_path / 'r.png')
+  z, ps = canvases[0].figure.axes[:2]
+  assert z.get_title() == 'geopotential height 500 hPa'
+  assert z.get_ylabel() == 'RMSE (m)'
+  np.testing.assert_allclose(z.lines[0].get_ydata(), [1.0, 3.0, 5.0])
+  assert ps.get_title() == 'surface_pressure' and ps.get_ylabel() == 'RMSE (Pa)'

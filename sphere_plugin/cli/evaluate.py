@@ -31,6 +31,7 @@ from sphere_plugin import evaluation
 from sphere_plugin import forecast
 from sphere_plugin import plots
 from sphere_plugin.cli import errors
+from sphere_plugin.cli import help as help_lib
 from sphere_plugin.data import weather
 
 FLAGS = flags.FLAGS
@@ -134,7 +135,8 @@ def evaluate(workdir: str, output_dir: str | None = None, *, data_path: str | No
     t0 = truth[name].sel(level=level).sel(time=inits[0] + last)
     short = {'geopotential': 'z', 'temperature': 't'}.get(name, name)
     plots.plot_maps(t0, f0, os.path.join(out, f'map_{short}{level}_{hours}h.png'),
-                    title=f'{name} {level} hPa, +{hours} h from {str(inits[0])[:16]}')
+                    title=f'{plots.display_units(name, t0.attrs.get("units", ""))[1]} '
+                    f'{level} hPa, +{hours} h from {str(inits[0])[:16]}')
   return {'rmse': rmse, 'acc': acc, 'table': table, 'acc_table': acc_table,
           'output_dir': out}
 
@@ -178,4 +180,5 @@ def main(argv):
 def run():
   """Entry point of tools/evaluate.py."""
   define_flags()
+  help_lib.declare_key_flags(__name__)  # --help lists --workdir, --output_dir, ...
   app.run(main)

@@ -40,10 +40,12 @@ replace data):
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import sys
 import time
+import warnings
 
 from absl import app
 from absl import flags
@@ -58,6 +60,7 @@ from sphere_plugin import grids
 from sphere_plugin import regrid as regrid_lib
 from sphere_plugin import sht
 from sphere_plugin.cli import errors
+from sphere_plugin.cli import help as help_lib
 from sphere_plugin.cli import interrupts
 from sphere_plugin.cli import writers
 from sphere_plugin.data.stores import open_dataset
@@ -198,6 +201,36 @@ def chunk_steps(dim: str | None, size: int, length: int):
   return -(-length // size), (slice(i, min(i + size, length)) for i in range(0, length, size))
 
 
+def _stamped_missing(ds: xr.Dataset) -> set[str]:
+  """Names of the variables `regrid_dataset` marked as having had missing values."""
+  return {str(n) for n, v in ds.data_vars.items() if 'regrid_missing_values' in v.attrs}
+
+
+def _stamp_missing(store: str, names) -> None:
+  """Adds the `regrid_missing_values` note to `names` in a written zarr (format 2) store."""
+  import zarr  # pylint: disable=g-import-not-at-top
+  group = zarr.open_group(store, mode='r+', zarr_format=2)
+  for name in sorted(names):
+    group[name].attrs['regrid_missing_values'] = accessor.MISSING_NOTE
+  zarr.consolidate_metadata(store, zarr_format=2)
+
+
+@contextlib.contextmanager
+def _one_line_warnings(tool: str):
+  """Prints warnings as one line `<tool>: warning: <message>` on stderr, above the
+  progress bar (`tqdm.write`), without a source location inside the library."""
+  saved = warnings.showwarning
+
+  def show(message, *_, **__):
+    tqdm.tqdm.write(f'{tool}: warning: {message}', file=sys.stderr)
+
+  warnings.showwarning = show
+  try:
+    yield
+  finally:
+    warnings.showwarning = saved
+
+
 @contextlib.contextmanager
 def _writing(output: str):
   """Says which output a storage error is about, with the free space left there."""
@@ -214,7 +247,18 @@ def _writing(output: str):
 
 
 def _regrid_later_chunk(part, dim, target, to_regrid, partial, pairs, options):
-  """A chunk after the first: only the variables with the chunk dim."""
+  """A chunk after the first: only the variables with the chunk dim.
+
+  Args:
+    part: the chunk (lazy).
+    dim: the chunk dim.
+    target: target Grid.
+    to_regrid, partial, pairs: from `accessor.plan`.
+    options: keyword arguments of `accessor.regrid_dataset`.
+
+  Returns:
+    the regridded chunk, in memory.
+  """
   names = [n for n, v in part.data_vars.items() if dim in v.dims and n not in partial]
   spatial = [n for n in names if n in to_regrid]
   rest = _load(part[[n for n in names if n not in to_regrid]])
@@ -263,7 +307,9 @@ def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral
   dim, size = parse_chunk(chunk, ds, spatial)
   total, steps = chunk_steps(dim, size, ds.sizes[dim] if dim is not None else 1)
   to_zarr = output.rstrip('/').endswith('.zarr')
-  options = dict(method=method, lmax=lmax, taper=taper)
+  # One ringing report for the run: its warning comes once per variable, not per chunk.
+  options = dict(method=method, lmax=lmax, taper=taper, ringing=accessor.RingingReport())
+  missing_later = set()  # variables whose NaN showed up after the first chunk
   started = time.time()
   # Signals raise inside; the partial is removed only once every writer has stopped.
   with interrupts.raising_on_signals(), atomic.atomic_path(output, overwrite=overwrite) as tmp:
@@ -280,11 +326,18 @@ def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral
             out = _regrid_later_chunk(part, dim, target, to_regrid, partial, pairs, options)
           # The input's storage encoding (codecs, chunks) does not fit the new shapes.
           out = out.drop_encoding()
+          if i == 0:
+            first_missing = _stamped_missing(out)
+          else:
+            missing_later |= _stamped_missing(out) - first_missing
           with _writing(output):
             if i == 0:
               out.to_zarr(tmp_store, mode='w', encoding=_time_encoding(out), zarr_format=2)
             else:
               out.to_zarr(tmp_store, append_dim=dim)
+        if missing_later:  # appends keep the first chunk's attrs
+          with _writing(output):
+            _stamp_missing(tmp_store, missing_later)
         if not to_zarr:
           with _writing(output):
             chunks = {dim: size} if dim is not None else {}
@@ -310,6 +363,10 @@ def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   allocator.retain_freed_memory()
+  if not flags.FLAGS['verbosity'].present:
+    # JAX logs 'Unable to initialize backend ...' at INFO on its first backend use,
+    # which lands inside the progress bar; --verbosity=0 shows it again.
+    logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)
   for flag in (_INPUT, _OUTPUT, _GRID):
     if not flag.value:
       print(f'regrid: error: --{flag.name} is required', file=sys.stderr)
@@ -329,4 +386,6 @@ def main(argv) -> int:
 
 def run() -> None:
   """Console-script entry point (`sphere-regrid`)."""
-  app.run(lambda argv: sys.exit(main(argv)))
+  help_lib.declare_key_flags(__name__)  # --help lists --input, --grid, ...
+  with _one_line_warnings('regrid'):  # not in main(): callers may record warnings
+    app.run(lambda argv: sys.exit(main(argv)))

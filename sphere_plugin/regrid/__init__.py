@@ -38,6 +38,7 @@ from sphere_plugin.regrid.base import Regridder
 from sphere_plugin.regrid.base import result_dtype
 from sphere_plugin.regrid.conservative import cell_areas
 from sphere_plugin.regrid.sparse import SparseRegridder
+from sphere_plugin.regrid.spectral import RingingWarning
 from sphere_plugin.regrid.spectral import SpectralRegridder
 
 METHODS = ('spectral', 'conservative', 'bilinear', 'nearest')

@@ -23,6 +23,7 @@ from absl import flags
 from absl import logging
 
 from sphere_plugin import allocator
+from sphere_plugin.cli import help as help_lib
 
 FLAGS = flags.FLAGS
 
@@ -86,4 +87,5 @@ def run() -> None:
   """Entry point of tools/train.py."""
   allocator.retain_freed_memory()  # XLA's buffers page-fault less (see allocator)
   define_flags()
+  help_lib.declare_key_flags(__name__)  # --help lists --gin_file, --workdir, ...
   app.run(lambda argv: sys.exit(main(argv)))
