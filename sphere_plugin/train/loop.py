@@ -18,8 +18,12 @@ CPU devices (`XLA_FLAGS=--xla_force_host_platform_device_count=8`), on GPUs and
 on many hosts.
 
 What the workdir (a POSIX path; shared by all hosts in a multi-host run) holds:
-    config.gin         the operative gin config, written at the start of every
-                       run that trains (rebuilds the task: `restore(workdir)`)
+    config.gin         the operative gin config, written when a run starts
+                       (rebuilds the task: `restore(workdir)`). A resumed run
+                       keeps it and refuses a configuration that differs in
+                       anything but `RESUMABLE_BINDINGS` (num_steps, the
+                       checkpoint/eval/log periods, progress): use a new
+                       --workdir for a new run.
     checkpoints/<step>/ orbax checkpoints, every `checkpoint_every` steps, at
                        the end, and when SIGTERM arrives; the newest
                        `max_to_keep` are kept. Each holds two items:
@@ -27,9 +31,17 @@ What the workdir (a POSIX path; shared by all hosts in a multi-host run) holds:
                        what inference needs: `latest_variables`) and
                        'train_state' ({'step', 'opt_state', 'rng'}).
                        Orbax writes `<step>.orbax-checkpoint-tmp*` and renames
-                       it to `<step>` when complete, so a killed run never
-                       leaves a complete-looking partial checkpoint; leftover
-                       tmp dirs are removed on the next start.
+                       it to `<step>` when complete; leftover tmp dirs are
+                       removed on the next start.
+    checkpoint_manifests/<step>.json  {file: size} of a checkpoint, written
+                       once orbax has finalised its save (and its cleanup of
+                       older steps). `checkpoint_steps` lists only steps whose
+                       files all match: unfinished saves and checkpoints
+                       half-deleted by a kill during cleanup are never listed
+                       or resumed from. A damaged newest checkpoint is skipped
+                       with a warning for the newest one that restores
+                       (`CheckpointCorruptError`); one that does not fit the
+                       model is a `CheckpointMismatchError`.
     metrics.jsonl      one JSON object per event: {"event": "start" | "resume"
                        | "train" | "eval" | "preempted" | "done" | "test",
                        "step",
@@ -44,7 +56,10 @@ What the workdir (a POSIX path; shared by all hosts in a multi-host run) holds:
                        by the killed run after its last checkpoint) are dropped.
     tensorboard/       the same scalars for TensorBoard ('train/<name>',
                        'eval/<name>'), purged past the restored step on resume.
-    (task artifacts)   whatever `task.save_artifacts(workdir)` writes.
+    (task artifacts)   whatever `task.save_artifacts(workdir)` writes when a
+                       run starts; on resume they are kept and read back with
+                       the task's optional `load_artifacts(workdir)` (the
+                       forecaster's normalisation statistics).
 
 Steps. `step` counts completed updates: checkpoint <s> holds the state after s
 updates, and the batch consumed by the update from s to s+1 is the task's batch
@@ -53,8 +68,9 @@ an uninterrupted one would.
 
 Failures. A non-finite loss or non-finite updated parameters raise
 `FloatingPointError` naming the step; that state is not saved, so the last
-checkpoint is the last good one. SIGTERM (e.g. preemption) makes the loop save
-a checkpoint at the end of the current step and return normally.
+checkpoint is the last good one. SIGTERM (e.g. preemption) and SIGINT (Ctrl-C)
+make the loop save a checkpoint at the end of the current step and return
+normally.
 """
 
 from __future__ import annotations

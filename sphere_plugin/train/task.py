@@ -87,15 +87,18 @@ class Task(Protocol):
 
   def save_artifacts(self, workdir: str) -> None:
     """Writes what inference needs besides the weights (e.g. normalisation
-    statistics) into `workdir`; called once per run on process 0, before the
-    first step. May do nothing."""
+    statistics) into `workdir`; called on process 0 before the first step of
+    a new run (not on resume: the stored artifacts are kept). May do nothing."""
     ...
 
   # Optional, not part of the protocol check: a task may also define
   #   final_evaluation(variables, *, workdir, batch_size) -> dict[str, float]
   # which the loop calls once, on every process, when a run reaches num_steps
   # (e.g. scoring the test split and writing a metrics file on process 0); its
-  # metrics are logged as a "test" event.
+  # metrics are logged as a "test" event; and
+  #   load_artifacts(workdir) -> None
+  # which the loop calls on resume, so the task uses the artifacts stored with
+  # the checkpoints (e.g. ForecastTask reads normalization.json back).
 
 
 def as_task(obj: Any) -> Task:
