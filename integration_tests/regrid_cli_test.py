@@ -87,6 +87,9 @@ def test_cli_regrids_a_wb2_zarr_conservatively(input_zarr, tmp_path):
                   '--method=conservative', '--chunk=time=3')
   assert proc.returncode == 0, proc.stderr
   assert 'regrid to healpix:8' in proc.stderr  # the progress bar
+  # What happens before the bar starts is said, not silent.
+  assert 'regrid: preparing conservative regridding to healpix:8' in proc.stderr
+  assert 'regrid: regridder ready in ' in proc.stderr
   assert sorted(os.listdir(tmp_path)) == ['hp.zarr']  # no partial output left
   out = xarray_tensorstore.open_zarr(out_path).load()
   assert out.temperature.dims == ('time', 'level', 'pixel')
@@ -137,9 +140,14 @@ def test_cli_writes_netcdf_and_needs_overwrite(input_zarr, tmp_path):
   assert xr.open_dataset(out_path).attrs['regrid_method'] == 'nearest'
 
 
+PROGRESS_NOTES = ('regrid to ', 'regrid: preparing ', 'regrid: regridder ready in ')
+
+
 def error_lines(stderr):
-  """stderr without the progress bar's updates (a bar stopped mid-run stays on screen)."""
-  return [l for l in stderr.strip().splitlines() if l.strip() and not l.startswith('regrid to ')]
+  """stderr without progress: the bar's updates (a bar stopped mid-run stays on screen)
+  and the notes said before it starts."""
+  return [l for l in stderr.strip().splitlines()
+          if l.strip() and not l.startswith(PROGRESS_NOTES)]
 
 
 def _error(capsys, **values):

@@ -147,6 +147,7 @@ def test_sigint_saves_at_the_current_step_and_exits_cleanly(tmp_path):
   text = open(tmp_path / 'run.log').read()
   stopped = int(re.search(r'SIGINT: saved checkpoint (\d+)', text).group(1))
   assert 10 <= stopped < NUM_STEPS and 'Traceback' not in text
+  assert 'train: compiling the training step' in text and 'first step compiled' in text
   assert train_lib.checkpoint_steps(workdir)[-1] == stopped
   assert _rows(workdir)[-1] == {**_rows(workdir)[-1], 'event': 'preempted', 'step': stopped}
 
@@ -218,6 +219,12 @@ def _cli_error(capsys, workdir, *params):
 def test_cli_errors_are_one_line(tmp_path, capsys, clean_gin):
   workdir = str(tmp_path / 'w')
   assert 'bad gin config' in _cli_error(capsys, workdir, 'sphere_plugin.train.train.nope=1')
+  gin.clear_config()
+  # A typo in a gin file: the one line names the file, the line and its text.
+  typo = tmp_path / 'typo.gin'
+  typo.write_text('import sphere_plugin.train\n\nsphere_plugin.train.train.num_stepz = 3\n')
+  message = _cli_error(capsys, workdir, f'include "{typo}"')
+  assert f'(file "{typo}", line 3: sphere_plugin.train.train.num_stepz = 3)' in message, message
   gin.clear_config()
   message = _cli_error(capsys, workdir, 'sphere_plugin.train.ToyTask.nan_at_step=3',
                        'sphere_plugin.train.train.checkpoint_every=2')

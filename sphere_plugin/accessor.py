@@ -193,8 +193,8 @@ def plan(ds: xr.Dataset, target, method: str = 'spectral', *, variables=None,
     absent = [n for n in (u, v) if n not in spatial]
     if absent:
       raise ValueError(f'vector pair {u}:{v} is missing {absent} (spatial variables: '
-                       f'{spatial}); give both components, or vector_pairs=None to '
-                       'regrid them as scalars')
+                       f'{spatial}); give both components, or vector_pairs=None '
+                       '(--vector_pairs=none on the command line) to regrid them as scalars')
   regridder = regrid_lib.regridder(source, target, method, lmax=lmax, taper=taper)
   return ds, source, target, src_dims, spatial, partial, pairs, regridder
 
@@ -352,7 +352,7 @@ class DatasetAccessor(_Accessor):
                           vector_pairs=vector_pairs, lmax=lmax, taper=taper)
 
   def predict(self, model, steps: int = 1, *, batch_size: int = 8,
-              regrid_method: str = 'conservative') -> xr.Dataset:
+              regrid_method: str = 'conservative', progress: bool = True) -> xr.Dataset:
     """Runs a trained forecaster from every time of the Dataset.
 
     Args:
@@ -362,6 +362,7 @@ class DatasetAccessor(_Accessor):
       batch_size: initial times per model call.
       regrid_method: how data on another grid is moved to the model grid and
         the forecast back (`sphere_plugin.regrid` methods).
+      progress: a progress bar over the batches of initial times on stderr.
 
     Returns:
       Dataset with dims (time, prediction_timedelta, level, <spatial dims>)
@@ -378,7 +379,8 @@ class DatasetAccessor(_Accessor):
     from sphere_plugin import forecast  # pylint: disable=g-import-not-at-top
     if not isinstance(model, forecast.TrainedForecaster):
       model = forecast.load(model)
-    return model.predict(self._obj, steps, batch_size=batch_size, regrid_method=regrid_method)
+    return model.predict(self._obj, steps, batch_size=batch_size, regrid_method=regrid_method,
+                         progress=progress)
 
 
 @xr.register_dataarray_accessor('sphere')

@@ -104,8 +104,9 @@ def test_vector_pairs_default_to_wb2_winds():
   scalar = ds.sphere.regrid('healpix:4', 'nearest', vector_pairs=None,
                             variables=['u_component_of_wind', 'v_component_of_wind'])
   assert float(abs(scalar.v_component_of_wind).max()) == 0
-  with pytest.raises(ValueError, match='missing'):
+  with pytest.raises(ValueError, match='missing') as e:
     ds.sphere.regrid('healpix:4', variables=['u_component_of_wind'])
+  assert 'vector_pairs=None (--vector_pairs=none' in str(e.value)  # both spellings
 
 
 def test_errors_and_dataarray_accessor():

@@ -13,11 +13,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import sys
 from typing import Any
 
 import gin
 import jax
 import numpy as np
+import tqdm
 import xarray as xr
 
 from sphere_plugin import grids as grids_lib
@@ -117,11 +119,13 @@ class TrainedForecaster:
     return _like(out, ds)
 
   def predict(self, ds: xr.Dataset, steps: int, *, batch_size: int = 8,
-              regrid_method: str = 'conservative') -> xr.Dataset:
+              regrid_method: str = 'conservative', progress: bool = True) -> xr.Dataset:
     """Forecasts from every time of a WB2-format Dataset (see `ds.sphere.predict`).
 
     Initial times are processed `batch_size` at a time, input regridding and
     output regridding included, so memory is the output plus one batch.
+    `progress` shows a bar over the batches on stderr (the first batch also
+    compiles the model step and builds the regridders).
     """
     if steps < 1:
       raise ValueError(f'steps must be >= 1, got {steps}')
@@ -138,7 +142,9 @@ class TrainedForecaster:
                        f'(it has {sorted(ds.data_vars)})')
     times = np.asarray(ds['time'].values, 'datetime64[ns]')
     out = None
-    for i in range(0, len(times), batch_size):  # streamed: memory is one output + one batch
+    bar = tqdm.tqdm(range(0, len(times), batch_size), desc=f'predict {steps} step(s)',
+                    unit='batch', disable=not progress, file=sys.stderr)
+    for i in bar:  # streamed: memory is one output + one batch
       part = self._predict_batch(ds.isel(time=slice(i, i + batch_size)), needed, source, steps,
                                  regrid_method)
       if out is None:

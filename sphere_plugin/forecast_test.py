@@ -315,3 +315,11 @@ def test_predict_keeps_each_variables_attrs_and_says_how_it_regridded(model):
   stamped = ds.assign_attrs(regrid_method='nearest', regrid_source_grid='healpix:4')
   same = stamped.sphere.predict(model, steps=1)
   assert 'regrid_method' not in same.attrs and 'regrid_source_grid' not in same.attrs
+
+
+def test_predict_shows_progress_unless_asked_not_to(model, capsys):
+  ds = _dataset().isel(time=slice(30, 33))
+  ds.sphere.predict(model, steps=1, batch_size=2)
+  assert 'predict 1 step(s)' in capsys.readouterr().err
+  ds.sphere.predict(model, steps=1, batch_size=2, progress=False)
+  assert 'predict' not in capsys.readouterr().err

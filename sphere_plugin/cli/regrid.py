@@ -215,6 +215,11 @@ def _stamp_missing(store: str, names) -> None:
   zarr.consolidate_metadata(store, zarr_format=2)
 
 
+def _note(message: str) -> None:
+  """A progress line on stderr (above a progress bar, if one is showing)."""
+  tqdm.tqdm.write(f'regrid: {message}', file=sys.stderr)
+
+
 @contextlib.contextmanager
 def _one_line_warnings(tool: str):
   """Prints warnings as one line `<tool>: warning: <message>` on stderr, above the
@@ -299,10 +304,16 @@ def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral
   _check_output(output, overwrite)
   handle_stale_partials(output, remove_stale_partials)
   ds = open_dataset(input_path)
+  if progress:
+    _note(f'preparing {method} regridding to {target} (building the transform tables or '
+          'weights, cached for later chunks; the first chunk also compiles)')
+  prepared = time.time()
   # Every check before any work (plan() also sizes the regridder: regrid.memory).
   ds, _, _, spatial, to_regrid, partial, pairs, _ = accessor.plan(
       ds, target, method, variables=variables, vector_pairs=vector_pairs, lmax=lmax,
       taper=taper)
+  if progress:
+    _note(f'regridder ready in {time.time() - prepared:.1f} s')
   _check_not_empty(ds, input_path)
   dim, size = parse_chunk(chunk, ds, spatial)
   total, steps = chunk_steps(dim, size, ds.sizes[dim] if dim is not None else 1)

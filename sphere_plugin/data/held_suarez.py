@@ -474,6 +474,9 @@ def simulate(*, progress: bool = True, **config: Any) -> xr.Dataset:
   bar.set_description(f'Held-Suarez T{cfg.truncation} branches')
   for _ in range(cfg.branch_days):
     batch, _ = model.sample_day(batch)
+    # JAX dispatches asynchronously: without waiting, the bar raced through the
+    # branch days and then froze for minutes at the first sampled day.
+    jax.block_until_ready(batch)
     bar.update(n)
   _check_finite(batch, 'while branching')
 

@@ -46,15 +46,30 @@ def _error(message: str) -> int:
   return 1
 
 
-def _first_line(e: BaseException, where: bool = True) -> str:
+def _first_line(e: BaseException) -> str:
   """'Type: first line of the message [file.py:line in function]'."""
   text = str(e).strip()
   line = f'{type(e).__name__}: {text.splitlines()[0]}' if text else type(e).__name__
   frames = traceback.extract_tb(e.__traceback__)
-  if where and frames:
+  if frames:
     frame = frames[-1]
     line += f' [{os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}]'
   return line
+
+
+def gin_error(e: BaseException) -> str:
+  """One line for a gin parse error: its message plus where it is (file and line).
+
+  gin puts the location on later lines ('  In file "x.gin", line 2' and the
+  offending text); SyntaxErrors carry it as attributes.
+  """
+  lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
+  first = f'{type(e).__name__}: {lines[0]}' if lines else type(e).__name__
+  where = next((i for i, l in enumerate(lines) if l.startswith('In ')), None)
+  if where is not None:
+    text = f': {lines[where + 1]}' if where + 1 < len(lines) else ''
+    return f'{first} ({lines[where][3:]}{text})'
+  return first
 
 
 def main(argv) -> int:
@@ -72,7 +87,7 @@ def main(argv) -> int:
   try:
     gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
   except Exception as e:  # pylint: disable=broad-except  (gin raises many kinds)
-    return _error(f'bad gin config: {_first_line(e, where=False)}')
+    return _error(f'bad gin config: {gin_error(e)}')
   from sphere_plugin.train import loop  # pylint: disable=g-import-not-at-top
   try:
     loop.train(FLAGS.workdir)

@@ -153,7 +153,8 @@ def optimizer(name: str = 'adamw', learning_rate: float = 1e-3, schedule: str = 
     schedule: 'constant', 'cosine' (decay to 0 at total_steps) or 'linear'
       (decay to 0 at total_steps), each after a linear warmup from 0 over
       `warmup_steps`.
-    warmup_steps: length of the warmup.
+    warmup_steps: length of the warmup; when it is not below total_steps (a
+      short run of a long config), a tenth of total_steps, with a warning.
     total_steps: where the decay ends; defaults to num_steps.
     weight_decay: decoupled weight decay (adamw, lamb, sgd; adam must be 0).
     clip_norm: if set, gradients are clipped to this global norm first.
@@ -178,9 +179,14 @@ def optimizer(name: str = 'adamw', learning_rate: float = 1e-3, schedule: str = 
           f"optimizer: schedule '{schedule}' needs total_steps; bind "
           'sphere_plugin.train.optimizer.total_steps, or bind train.optimizer = '
           '@sphere_plugin.train.optimizer without parentheses so the loop passes num_steps')
-    if total <= warmup_steps:
-      raise ValueError(f'optimizer: total_steps ({total}) must exceed warmup_steps '
-                       f'({warmup_steps})')
+    if total < 1:
+      raise ValueError(f'optimizer: total_steps must be >= 1, got {total}')
+    if total <= warmup_steps:  # e.g. a short trial run of a config made for a long one
+      short = total // 10
+      logging.warning('optimizer: warmup_steps (%d) >= total_steps (%d): warming up over %d '
+                      'steps instead; bind sphere_plugin.train.optimizer.warmup_steps to '
+                      'choose', warmup_steps, total, short)
+      warmup_steps = short
     if schedule == 'cosine':
       lr = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps, total, 0.0)
     else:
@@ -951,12 +957,18 @@ def train(workdir: str, task: Any = gin.REQUIRED, *, num_steps: int = 1000,
     step = start
     window, window_start = [], time.perf_counter()
     batch = next_batch(step)
+    if step < num_steps:
+      _say('compiling the training step (the first step takes longer; later ones are fast)')
+    compile_started = time.perf_counter()
     while step < num_steps:
       state, metrics, ok = train_step(state, batch)
       step += 1
       if step < num_steps:
         batch = next_batch(step)  # host work overlaps the device's step
       metrics, ok = jax.device_get((metrics, ok))
+      if compile_started is not None:
+        _say(f'first step compiled and run in {time.perf_counter() - compile_started:.1f} s')
+        compile_started = None
       if not (ok['loss'] and ok['params']):
         what = (f'the loss is {float(metrics["loss"])}' if not ok['loss'] else
                 f'the loss is finite ({float(metrics["loss"]):.6g}) but the updated '

@@ -206,6 +206,10 @@ def test_optimizer_schedules_follow_the_formulas():
   np.testing.assert_allclose(constant, [0.0, 0.1, 0.2, 0.3, 0.3], rtol=1e-6)
   clipped = lrs(loop.optimizer('sgd', 1.0, 'constant', clip_norm=0.5, momentum=0), 1)
   np.testing.assert_allclose(clipped, [0.5], rtol=1e-6)
+  # A short trial of a long config (warmup 100, 20 steps): a tenth of the run warms up.
+  short = lrs(loop.optimizer('sgd', 1.0, 'linear', warmup_steps=100, momentum=0,
+                             num_steps=20), 4)
+  np.testing.assert_allclose(short, [0.0, 0.5, 1.0, 1 - 1 / 18], rtol=1e-6)
   with pytest.raises(ValueError, match='needs total_steps'):
     loop.optimizer('adamw', schedule='cosine')
   with pytest.raises(ValueError, match='unknown name'):
