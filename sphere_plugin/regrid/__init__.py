@@ -59,8 +59,13 @@ _WEIGHTS = {
 
 @functools.lru_cache(maxsize=32)
 def _build(source, target, method, lmax, taper) -> Regridder:
+  """Sizes the regridder against the memory budget, then builds it (cached)."""
   if method == 'spectral':
+    band = spectral.default_lmax(source, target) if lmax is None else lmax
+    if 0 <= band <= spectral.max_lmax(source, target):  # else the regridder says why
+      memory.check(source, target, method, band)
     return SpectralRegridder(source, target, lmax=lmax, taper=taper)
+  memory.check(source, target, method)
   return SparseRegridder(source, target, method, _WEIGHTS[method](source, target))
 
 
@@ -87,14 +92,8 @@ def regridder(source, target, method: str = 'spectral', *, lmax: int | None = No
     raise ValueError(f'unknown regridding method {method!r}; expected one of {METHODS}')
   if method != 'spectral' and (lmax is not None or taper is not None):
     raise ValueError(f'lmax and taper apply to the spectral method only, not {method!r}')
-  lmax = None if lmax is None else int(lmax)
-  if method == 'spectral':
-    band = spectral.default_lmax(source, target) if lmax is None else lmax
-    if 0 <= band <= spectral.max_lmax(source, target):  # else the regridder says why
-      memory.check(source, target, method, band)
-  else:
-    memory.check(source, target, method)
-  return _build(source, target, method, lmax, None if taper is None else float(taper))
+  return _build(source, target, method, None if lmax is None else int(lmax),
+                None if taper is None else float(taper))
 
 
 def regrid(x, source, target, method: str = 'spectral', **options):
