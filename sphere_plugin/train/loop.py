@@ -342,7 +342,8 @@ MANIFEST_DIR = 'checkpoint_manifests'
 
 
 def _step_dir(workdir: str, step: int) -> str:
-  return os.path.join(workdir, CHECKPOINT_DIR, str(step))
+  # Absolute: orbax refuses relative checkpoint paths (a relative --workdir is common).
+  return os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR, str(step)))
 
 
 def _manifest_path(workdir: str, step: int) -> str:
