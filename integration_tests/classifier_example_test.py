@@ -10,8 +10,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_classifier_example_learns_and_ignores_rotations():
   cmd = [sys.executable, 'tools/classifier_example.py', '--gin_file=gin/classifier_small.gin',
-         '--gin_param=train.steps=120', '--gin_param=train.num_train=512',
-         '--gin_param=train.num_test=128']
+         '--gin_param=sphere_plugin.train.train.num_steps=120',
+         '--gin_param=sphere_plugin.examples.ClassifierTask.num_train=512',
+         '--gin_param=sphere_plugin.examples.ClassifierTask.num_test=128']
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
   assert proc.returncode == 0, proc.stderr[-3000:]

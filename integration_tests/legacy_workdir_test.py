@@ -18,10 +18,10 @@ import pytest
 import xarray as xr
 
 import sphere_plugin  # registers ds.sphere
-from sphere_plugin import forecast
-from sphere_plugin import stored_config
+from sphere_plugin.weather import inference
+from sphere_plugin.io import stored_config
 from sphere_plugin.train import loop
-from sphere_plugin.train import qm9_task
+from sphere_plugin.molecules import qm9_task
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'workdirs_v0')
 
@@ -51,7 +51,7 @@ def _train_steps(workdir: str) -> list[int]:
 
 
 def test_v0_forecaster_predicts_and_resumes(copy):
-  model = forecast.load('forecaster')
+  model = inference.load('forecaster')
   assert model.step == 2
   data = xr.open_zarr('data.zarr')
   out = data.isel(time=slice(0, 2)).sphere.predict(model, steps=2, progress=False)
@@ -62,7 +62,7 @@ def test_v0_forecaster_predicts_and_resumes(copy):
   assert int(state.step) == 4
   assert _train_steps('forecaster')[-1] == 4
   assert open(os.path.join('forecaster', 'normalization.json')).read() == normalization
-  assert forecast.load('forecaster').step == 4
+  assert inference.load('forecaster').step == 4
 
 
 def test_v0_qm9_run_predicts(copy):

@@ -20,7 +20,7 @@ import gin
 import numpy as np
 
 from sphere_plugin import train as train_lib
-from sphere_plugin.train import qm9_task
+from sphere_plugin.molecules import qm9_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(ROOT, 'tools', 'train.py')

@@ -376,9 +376,9 @@ class DatasetAccessor(_Accessor):
       ValueError: naming the variables or levels the model needs and the
         Dataset lacks.
     """
-    from sphere_plugin import forecast  # pylint: disable=g-import-not-at-top
-    if not isinstance(model, forecast.TrainedForecaster):
-      model = forecast.load(model)
+    from sphere_plugin.weather import inference  # pylint: disable=g-import-not-at-top
+    if not isinstance(model, inference.TrainedForecaster):
+      model = inference.load(model)
     return model.predict(self._obj, steps, batch_size=batch_size, regrid_method=regrid_method,
                          progress=progress)
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from sphere_plugin import healpix as healpix_lib
+
 LATLON_KINDS = ('gaussian', 'equiangular', 'equiangular_with_poles')
 KINDS = LATLON_KINDS + ('healpix',)
 
@@ -101,6 +103,16 @@ class Grid:
     (HEALPix).
     """
     raise NotImplementedError
+
+  @property
+  def area_weights(self) -> np.ndarray:
+    """`quadrature_weights` normalised to mean 1, float64, shape `self.shape`.
+
+    The weights of area-weighted means (`mean(w * x)`), losses and scores;
+    all 1 on HEALPix.
+    """
+    w = np.asarray(self.quadrature_weights, np.float64)
+    return w / w.mean()
 
 
 def _gauss_legendre(nlat: int) -> tuple[np.ndarray, np.ndarray]:
@@ -355,69 +367,22 @@ def parse(text: str | Grid) -> Grid:
   return LatLonGrid(kind, a, int(b))
 
 
-# ----------------------------------------------------------------------------
-# HEALPix NESTED <-> RING indexing.
+def unit_vectors(grid: Grid | str) -> np.ndarray:
+  """Pixel centres as unit vectors (x, y, z), shape (*grid.shape, 3), float64.
 
-def _compact_bits(v: np.ndarray) -> np.ndarray:
-  """Takes every other bit of v (bits 0, 2, 4, ...) and packs them."""
-  v = v & 0x5555555555555555
-  v = (v | (v >> 1)) & 0x3333333333333333
-  v = (v | (v >> 2)) & 0x0F0F0F0F0F0F0F0F
-  v = (v | (v >> 4)) & 0x00FF00FF00FF00FF
-  v = (v | (v >> 8)) & 0x0000FFFF0000FFFF
-  v = (v | (v >> 16)) & 0x00000000FFFFFFFF
-  return v
-
-
-_JRLL = np.array([2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4])
-_JPLL = np.array([1, 3, 5, 7, 0, 2, 4, 6, 1, 3, 5, 7])
-
-
-def _check_nested_nside(nside: int) -> None:
-  if nside < 1 or nside & (nside - 1):
-    raise ValueError(f'NESTED order needs nside a power of two, got {nside}')
-
-
-@functools.lru_cache(maxsize=16)
-def _nested_to_ring_table(nside: int) -> np.ndarray:
-  _check_nested_nside(nside)
-  ns = np.int64(nside)
-  npface = ns * ns
-  nest = np.arange(12 * npface, dtype=np.int64)
-  face = nest // npface
-  ipf = nest % npface
-  ix = _compact_bits(ipf)
-  iy = _compact_bits(ipf >> 1)
-  jr = _JRLL[face] * ns - ix - iy - 1  # ring number 1..4ns-1
-  nr = np.where(jr < ns, jr, np.where(jr > 3 * ns, 4 * ns - jr, ns))
-  kshift = np.where((jr < ns) | (jr > 3 * ns), 0, (jr - ns) & 1)
-  n_before = np.where(jr < ns, 2 * jr * (jr - 1),
-                      np.where(jr > 3 * ns, 12 * npface - 2 * (4 * ns - jr + 1) * (4 * ns - jr),
-                               2 * ns * (ns - 1) + (jr - ns) * 4 * ns))
-  jp = (_JPLL[face] * nr + ix - iy + 1 + kshift) // 2
-  jp = np.where(jp > 4 * nr, jp - 4 * nr, jp)
-  jp = np.where(jp < 1, jp + 4 * nr, jp)
-  return (n_before + jp - 1).astype(np.int64)
-
-
-def nested_to_ring(nside: int) -> np.ndarray:
-  """Permutation p with ring_index = p[nested_index], shape (12 nside^2,).
-
-  `map_ring[p] = map_nested` reorders a NESTED map to RING; equivalently
-  `map_nested = map_ring[p]`.
+  x points to latitude 0 / longitude 0, z to the north pole; lat-lon grids are
+  (nlon, nlat, 3), HEALPix (npix, 3) in RING order.
   """
-  return _nested_to_ring_table(nside).copy()
+  grid = parse(grid)
+  lat, lon = np.radians(grid.latitudes), np.radians(grid.longitudes)
+  if isinstance(grid, LatLonGrid):
+    lon, lat = np.meshgrid(lon, lat, indexing='ij')  # (nlon, nlat)
+  return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1)
 
 
-def ring_to_nested(nside: int) -> np.ndarray:
-  """Permutation q with nested_index = q[ring_index], shape (12 nside^2,).
-
-  `map_ring = map_nested[q]` reorders a NESTED map to RING order.
-  """
-  p = _nested_to_ring_table(nside)
-  q = np.empty_like(p)
-  q[p] = np.arange(p.size)
-  return q
+# HEALPix NESTED <-> RING indexing lives in `sphere_plugin.healpix`; re-exported here.
+nested_to_ring = healpix_lib.nested_to_ring
+ring_to_nested = healpix_lib.ring_to_nested
 
 
 # ----------------------------------------------------------------------------

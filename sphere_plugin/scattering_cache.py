@@ -25,9 +25,9 @@ import numpy as np
 import tqdm
 import xarray as xr
 
-from sphere_plugin import atomic
+from sphere_plugin.io import atomic
 from sphere_plugin import grids as grids_lib
-from sphere_plugin.data import stores
+from sphere_plugin.io import datasets
 from sphere_plugin.nn import scattering
 
 VERSION = 1
@@ -166,7 +166,7 @@ def default_output(input_path: str) -> str:
 def _source_attrs(input_path: str) -> dict:
   """What identifies the source data: its name and a digest of its content."""
   return {'scattering_source': os.path.basename(os.path.abspath(input_path).rstrip('/')),
-          'scattering_source_sha256': stores.content_digest(input_path)}
+          'scattering_source_sha256': datasets.content_digest(input_path)}
 
 
 def _same(a, b) -> bool:
@@ -196,13 +196,13 @@ def scatter_file(input_path: str, output: str | None = None, *, overwrite: bool 
     FileExistsError: the output exists with other parameters and not overwrite.
   """
   output = default_output(input_path) if output is None else os.fspath(output).rstrip('/')
-  ds = stores.open_dataset(input_path)
+  ds = datasets.open_dataset(input_path)
   grid = grids_lib.from_dataset(ds)
   names = _variables(ds, grids_lib.spatial_dims(ds), variables)
   transform = scattering.ScatteringTransform(grid, **params)
   expected = {**scattering_attrs(transform, names), **_source_attrs(input_path)}
   if os.path.exists(output):
-    with stores.open_dataset(output) as old:
+    with datasets.open_dataset(output) as old:
       found = dict(old.attrs)
     diff = [k for k, v in expected.items() if k not in found or not _same(found[k], v)]
     if not diff:

@@ -478,7 +478,7 @@ def main(argv):
 
   notes = []
   if _RETAIN_FREED_MEMORY.value:
-    from sphere_plugin import allocator  # pylint: disable=g-import-not-at-top
+    from sphere_plugin.io import allocator  # pylint: disable=g-import-not-at-top
     applied = allocator.retain_freed_memory()
     notes.append('freed memory retained (allocator.retain_freed_memory)' if applied
                  else 'allocator settings unavailable (glibc defaults)')

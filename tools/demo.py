@@ -36,7 +36,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   import gin  # pylint: disable=g-import-not-at-top
   from sphere_plugin.cli import evaluate  # pylint: disable=g-import-not-at-top
-  from sphere_plugin.data import held_suarez  # pylint: disable=g-import-not-at-top
+  from sphere_plugin.weather import held_suarez  # pylint: disable=g-import-not-at-top
   from sphere_plugin.train import loop  # pylint: disable=g-import-not-at-top
 
   t0 = time.time()

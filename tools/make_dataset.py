@@ -21,7 +21,8 @@ import time
 from absl import app
 from absl import flags
 
-from sphere_plugin.data import held_suarez
+from sphere_plugin.io import errors
+from sphere_plugin.weather import held_suarez
 
 _D = held_suarez.Config()
 _OUTPUT = flags.DEFINE_string('output', str(held_suarez.DEFAULT_PATH),
@@ -50,9 +51,7 @@ def main(argv):
   try:
     levels = tuple(int(lv) for lv in _LEVELS.value)
   except ValueError:
-    print(f'make_dataset: error: --levels must be integers (hPa), got {_LEVELS.value}',
-          file=sys.stderr)
-    sys.exit(1)
+    sys.exit(errors.fail('make_dataset', f'--levels must be integers (hPa), got {_LEVELS.value}'))
   config = dict(grid=_GRID.value, truncation=_TRUNCATION.value, layers=_LAYERS.value,
                 dt_minutes=_DT.value, trajectories=_TRAJECTORIES.value, days=_DAYS.value,
                 spinup_days=_SPINUP.value, branch_days=_BRANCH.value,
@@ -65,8 +64,7 @@ def main(argv):
     existed = os.path.exists(output)
     path = held_suarez.make_dataset(output, overwrite=_OVERWRITE.value, **config)
   except (ValueError, FileExistsError, FloatingPointError, OSError) as e:
-    print(f'make_dataset: error: {e}', file=sys.stderr)
-    sys.exit(1)
+    sys.exit(errors.fail('make_dataset', errors.message(e)))
   elapsed = time.perf_counter() - t0
   attrs = held_suarez._read_attrs(path) or {}  # pylint: disable=protected-access
   samples = cfg.trajectories * cfg.days * 24 // cfg.sample_hours

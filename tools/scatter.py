@@ -20,6 +20,7 @@ from absl import app
 from absl import flags
 
 from sphere_plugin import scattering_cache
+from sphere_plugin.io import errors
 
 _INPUT = flags.DEFINE_string('input', None, 'Input dataset: a .zarr store or a netCDF file.')
 _OUTPUT = flags.DEFINE_string('output', None,
@@ -44,8 +45,7 @@ def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if not _INPUT.value:
-    print('scatter: error: --input is required', file=sys.stderr)
-    return 1
+    return errors.fail('scatter', '--input is required')
   started = time.time()
   try:
     out, computed = scattering_cache.scatter_file(
@@ -54,9 +54,7 @@ def main(argv) -> int:
         dilation=_DILATION.value, oversampling=_OVERSAMPLING.value, pooling=_POOLING.value,
         n_directions=_N_DIRECTIONS.value, coarse_grid=_COARSE_GRID.value)
   except (ValueError, KeyError, OSError) as e:
-    message = str(e).splitlines()[0] if str(e) else type(e).__name__
-    print(f'scatter: error: {message}', file=sys.stderr)
-    return 1
+    return errors.fail('scatter', errors.message(e))
   what = f'wrote {out} in {time.time() - started:.1f} s' if computed else (
       f'{out} is up to date (same parameters); nothing computed')
   print(what, file=sys.stderr)

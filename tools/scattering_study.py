@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sphere_plugin import sht
-from sphere_plugin.nn import equivariance as eq
+from sphere_plugin.testing import equivariance as eq
 from sphere_plugin.nn import scattering
 from sphere_plugin.nn import scattering_wavelets as wavelets
 

@@ -32,7 +32,7 @@ def measure(gin_file: str, steps: int) -> dict:
   """Runs in a child process: build, compile, time `steps` train steps."""
   import gin  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  from sphere_plugin import allocator  # pylint: disable=g-import-not-at-top
+  from sphere_plugin.io import allocator  # pylint: disable=g-import-not-at-top
   from sphere_plugin.train import loop  # pylint: disable=g-import-not-at-top
   from sphere_plugin.train import task as task_lib  # pylint: disable=g-import-not-at-top
   if os.environ.get('SPHERE_PLUGIN_RETAIN_FREED_MEMORY', '1') != '0':

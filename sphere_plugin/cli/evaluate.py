@@ -26,13 +26,14 @@ import numpy as np
 import tqdm
 import xarray as xr
 
-from sphere_plugin import allocator
-from sphere_plugin import evaluation
-from sphere_plugin import forecast
-from sphere_plugin import plots
-from sphere_plugin.cli import errors
-from sphere_plugin.cli import help as help_lib
-from sphere_plugin.data import weather
+from sphere_plugin import weather
+from sphere_plugin.io import allocator
+from sphere_plugin.io import errors
+from sphere_plugin.io import flag_help as help_lib
+from sphere_plugin.weather import conventions
+from sphere_plugin.weather import evaluation
+from sphere_plugin.weather import inference
+from sphere_plugin.weather import plots
 
 FLAGS = flags.FLAGS
 
@@ -52,7 +53,7 @@ def define_flags() -> None:
 HEADLINE = (('geopotential', 500), ('temperature', 850))
 
 
-def forecast_split(model: forecast.TrainedForecaster, data: weather.WeatherData, split: str,
+def forecast_split(model: inference.TrainedForecaster, data: weather.WeatherData, split: str,
                    steps: int, init_every: np.timedelta64, batch_size: int = 8,
                    progress: bool = True) -> xr.Dataset:
   """Model forecasts from every `init_every` in a split, as a WB2 forecast Dataset.
@@ -86,7 +87,7 @@ def evaluate(workdir: str, output_dir: str | None = None, *, data_path: str | No
      'acc_table': str, 'output_dir': str}. scores.nc holds both metrics
     (dims metric, model, prediction_timedelta, level).
   """
-  model = forecast.load(workdir)
+  model = inference.load(workdir)
   spec = dataclasses.replace(model.data.spec, path=data_path) if data_path else None
   if spec is None:
     spec = _training_spec(workdir)
@@ -95,8 +96,8 @@ def evaluate(workdir: str, output_dir: str | None = None, *, data_path: str | No
     raise ValueError(f'the dataset is on {data.grid}, the model on {model.grid}; regrid it '
                      'first (tools/regrid.py)')
   dt = model.time_step
-  steps = int(np.timedelta64(_timedelta(max_lead), 'ns') // dt)
-  fc = forecast_split(model, data, split, steps, _timedelta(init_every), progress=progress)
+  steps = int(np.timedelta64(conventions.parse_timedelta(max_lead, '--max_lead', positive=True), 'ns') // dt)
+  fc = forecast_split(model, data, split, steps, conventions.parse_timedelta(init_every, '--init_every', positive=True), progress=progress)
   variables = list(fc.data_vars)
   truth = data.dataset[variables].sel(time=data.times(split)).load()
   train_truth = data.dataset[variables].sel(time=data.times('train'))
@@ -141,14 +142,9 @@ def evaluate(workdir: str, output_dir: str | None = None, *, data_path: str | No
           'output_dir': out}
 
 
-def _timedelta(text: str) -> np.timedelta64:
-  import pandas as pd  # pylint: disable=g-import-not-at-top
-  return np.timedelta64(pd.Timedelta(text).value, 'ns')
-
-
 def _training_spec(workdir: str) -> weather.WeatherSpec:
   """The WeatherSpec of the workdir's config.gin (the training dataset)."""
-  with forecast.workdir_config(workdir):
+  with inference.workdir_config(workdir):
     return weather.WeatherSpec()
 
 

@@ -1,58 +1,6 @@
-"""SIGTERM and SIGINT as an exception, so `finally` clean-ups run when a tool is stopped.
+"""Old import path of `sphere_plugin.io.interrupts`, kept so that old code and stored gin configs work.
 
-Python's default SIGTERM action kills the process at once: no `finally` runs
-and partial outputs stay behind. Inside `raising_on_signals()` the first
-SIGTERM or SIGINT raises `Interrupted` in the main thread (where Python runs
-signal handlers); later ones are ignored, so they cannot cut the clean-up
-short. The same pattern as the train loop's SIGTERM flag
-(`sphere_plugin.train.loop`), raising instead of polling.
+Import `sphere_plugin.io.interrupts` in new code.
 """
 
-from __future__ import annotations
-
-import contextlib
-import signal
-import threading
-
-
-class Interrupted(KeyboardInterrupt):
-  """Raised when SIGTERM or SIGINT arrives; `signum` says which.
-
-  A KeyboardInterrupt, so `except Exception` blocks do not swallow it.
-  """
-
-  def __init__(self, signum: int):
-    self.signum = int(signum)
-    super().__init__(f'stopped by {signal.Signals(self.signum).name}')
-
-  @property
-  def exit_status(self) -> int:
-    """128 + the signal number, the shell's convention for a process a signal stopped."""
-    return 128 + self.signum
-
-
-@contextlib.contextmanager
-def raising_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
-  """Within the block the first of `signums` raises Interrupted (main thread only).
-
-  Elsewhere than in the main thread it does nothing (Python allows signal
-  handlers there only). The previous handlers are restored on exit.
-  """
-  if threading.current_thread() is not threading.main_thread():
-    yield
-    return
-  state = {'raised': False}
-
-  def handler(signum, frame):
-    del frame
-    if state['raised']:
-      return  # already stopping: let the clean-up finish
-    state['raised'] = True
-    raise Interrupted(signum)
-
-  previous = {s: signal.signal(s, handler) for s in signums}
-  try:
-    yield
-  finally:
-    for s, h in previous.items():
-      signal.signal(s, h)
+from sphere_plugin.io.interrupts import *  # noqa: F401,F403

@@ -54,16 +54,16 @@ import tqdm
 import xarray as xr
 
 from sphere_plugin import accessor
-from sphere_plugin import allocator
-from sphere_plugin import atomic
+from sphere_plugin.io import allocator
+from sphere_plugin.io import atomic
 from sphere_plugin import grids
 from sphere_plugin import regrid as regrid_lib
 from sphere_plugin import sht
-from sphere_plugin.cli import errors
-from sphere_plugin.cli import help as help_lib
-from sphere_plugin.cli import interrupts
-from sphere_plugin.cli import writers
-from sphere_plugin.data.stores import open_dataset
+from sphere_plugin.io import errors
+from sphere_plugin.io import flag_help as help_lib
+from sphere_plugin.io import interrupts
+from sphere_plugin.io import writers
+from sphere_plugin.io.datasets import open_dataset
 
 _INPUT = flags.DEFINE_string('input', None, 'Input dataset: a .zarr store or a netCDF file.')
 _OUTPUT = flags.DEFINE_string('output', None, 'Output path: .zarr for zarr, else netCDF.')

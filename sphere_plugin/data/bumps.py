@@ -1,51 +1,6 @@
-"""Synthetic classification data: Gaussian bumps at random places on the sphere.
+"""Old import path of `sphere_plugin.examples.bumps`, kept so that old code and stored gin configs work.
 
-Class k has n_k bumps of angular width w_k (see `CLASSES`); positions and
-amplitudes are random, so labels are invariant to rotations by construction.
+Import `sphere_plugin.examples.bumps` in new code.
 """
 
-from __future__ import annotations
-
-import gin
-import numpy as np
-
-from sphere_plugin import grids as grids_lib
-
-# (number of bumps, width in radians) per class.
-CLASSES = ((1, 0.25), (1, 0.5), (2, 0.25), (2, 0.5))
-
-
-def _unit_vectors(lat_deg, lon_deg):
-  lat, lon = np.radians(lat_deg), np.radians(lon_deg)
-  return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], -1)
-
-
-@gin.configurable(module='sphere_plugin.data')
-def bumps(num: int, grid='gaussian:32x16', seed: int = 0):
-  """Random labelled bump fields.
-
-  Args:
-    num: number of examples.
-    grid: grid (or text) to sample on.
-    seed: random seed.
-
-  Returns:
-    x float32 (num, *grid.shape, 1, 1) (one spin-0 channel), labels int32 (num,).
-  """
-  grid = grids_lib.parse(grid)
-  rng = np.random.default_rng(seed)
-  if isinstance(grid, grids_lib.LatLonGrid):
-    lat, lon = np.meshgrid(grid.latitudes, grid.longitudes)  # (nlon, nlat)
-  else:
-    lat, lon = grid.latitudes, grid.longitudes
-  points = _unit_vectors(lat, lon)  # (*grid.shape, 3)
-  labels = rng.integers(0, len(CLASSES), num).astype(np.int32)
-  x = np.zeros((num,) + grid.shape, np.float32)
-  for i, k in enumerate(labels):
-    n, width = CLASSES[k]
-    centres = rng.normal(size=(n, 3))
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    amps = rng.uniform(0.5, 1.5, n)
-    cosd = points @ centres.T  # (*grid.shape, n)
-    x[i] = np.sum(amps * np.exp((cosd - 1) / width ** 2), axis=-1)
-  return x[..., None, None], labels
+from sphere_plugin.examples.bumps import *  # noqa: F401,F403

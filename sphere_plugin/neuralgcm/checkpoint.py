@@ -27,8 +27,8 @@ from typing import Any, Sequence
 
 import gin
 
-from sphere_plugin import safe_pickle
-from sphere_plugin.safe_pickle import RestrictedUnpickler, UnsafePickleError  # pylint: disable=unused-import  (public names)
+from sphere_plugin.io import safe_pickle
+from sphere_plugin.io.safe_pickle import RestrictedUnpickler, UnsafePickleError  # pylint: disable=unused-import  (public names)
 
 IMPORT_HINT = 'import sphere_plugin.neuralgcm first'
 PLUGIN_NAMES = ('SphericalCNNTower',)

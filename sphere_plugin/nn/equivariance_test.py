@@ -9,7 +9,6 @@ refinement steps ~1e-6) and a rotation, and errors add up to ~1e-6. A broken
 layer (a bias on l > 0, a spin mix-up, a wrong m) shows errors of order 1.
 """
 
-import functools
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -19,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sphere_plugin import nn as snn
-from sphere_plugin.nn import equivariance as eq
+from sphere_plugin.testing import equivariance as eq
 
 TOL = 1e-5
 # (input grid, output grid, lmax): lmax 7 everywhere, HEALPix at 2*nside.
@@ -42,39 +41,12 @@ class Identity(nn.Module):
     return x
 
 
-def _randomize(variables, key, scale=0.5):
-  """Replaces every parameter (biases included) by random values."""
-  if 'params' not in variables:
-    return variables
-  leaves, tree = jax.tree.flatten(variables['params'])
-  keys = jax.random.split(key, len(leaves))
-  leaves = [scale * jax.random.normal(k, l.shape, l.dtype) for k, l in zip(keys, leaves)]
-  return {**variables, 'params': jax.tree.unflatten(tree, leaves)}
-
-
 def _check(test, module, spins_in, spins_out, *, input_grid=None, output_grid=None,
            channels=3, train=None, tol=TOL, seed=0):
-  key = jax.random.key(seed)
-  k1, k2, k3 = jax.random.split(key, 3)
-  a = eq.random_coefficients(k1, LMAX, spins_in, channels)
-  x = a if input_grid is None else snn.to_spatial(a, input_grid, spins_in)
-  kwargs = {} if train is None else {'train': train}
-  variables = _randomize(module.init(k2, x, **kwargs), k3)
-
-  @jax.jit
-  def fn(x):
-    if train:
-      return module.apply(variables, x, train=True, mutable=['batch_stats'])[0]
-    return module.apply(variables, x, **kwargs)
-
-  errs = []
-  for i in range(2):
-    angles = eq.random_rotation(jax.random.key(100 + seed * 10 + i))
-    errs.append(eq.equivariance_error(fn, a, angles, spins_in=spins_in, spins_out=spins_out,
-                                      input_grid=input_grid, output_grid=output_grid,
-                                      output_lmax=LMAX))
-  test.assertLess(max(errs), tol, f'errors {errs}')
-  return max(errs)
+  del test  # assert_equivariant raises AssertionError itself
+  return eq.assert_equivariant(module, lmax=LMAX, spins_in=spins_in, spins_out=spins_out,
+                               input_grid=input_grid, output_grid=output_grid,
+                               channels=channels, train=train, tol=tol, seed=seed)
 
 
 class LinearLayersTest(parameterized.TestCase):
@@ -100,7 +72,7 @@ class LinearLayersTest(parameterized.TestCase):
       key = jax.random.key(0)
       a = eq.random_coefficients(key, LMAX, (0, 1), 2)
       x = snn.to_spatial(a, 'gaussian:16x8', (0, 1))
-      v = _randomize(conv.init(key, x), jax.random.key(1))
+      v = eq.randomize_params(conv.init(key, x), jax.random.key(1))
       err = eq.equivariance_error(lambda x: conv.apply(v, x), a, (0.3, 1.1, -2.0),
                                   spins_in=(0, 1), spins_out=(0, 1),
                                   input_grid='gaussian:16x8', output_grid=grid,
@@ -124,9 +96,9 @@ class LinearLayersTest(parameterized.TestCase):
       # Random running statistics and parameters.
       a = eq.random_coefficients(jax.random.key(0), LMAX, (0, 1), 3)
       v = bn.init(jax.random.key(1), a)
-      v = {'params': _randomize(v, jax.random.key(2))['params'],
+      v = {'params': eq.randomize_params(v, jax.random.key(2))['params'],
            'batch_stats': jax.tree.map(lambda t: jnp.abs(t) + 0.5,
-                                       _randomize({'params': v['batch_stats']},
+                                       eq.randomize_params({'params': v['batch_stats']},
                                                   jax.random.key(3))['params'])}
       err = eq.equivariance_error(lambda x: bn.apply(v, x), a, (0.5, 0.6, 0.7),
                                   spins_in=(0, 1), spins_out=(0, 1))

@@ -104,8 +104,7 @@ class SphereGraph:
 
 def unit_vectors(grid) -> np.ndarray:
   """Pixel centres as unit vectors, shape (N, 3), in the graph's node order."""
-  lat, lon = pixel_coordinates(grid)
-  return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=1)
+  return grids_lib.unit_vectors(grid).reshape(-1, 3)
 
 
 def pixel_coordinates(grid) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ import scipy.special
 from sphere_plugin import grids
 from sphere_plugin import nn as snn
 from sphere_plugin import sht
-from sphere_plugin.nn import equivariance as eq
+from sphere_plugin.testing import equivariance as eq
 
 G = 'gaussian:16x8'
 

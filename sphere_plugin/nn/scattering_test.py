@@ -12,7 +12,7 @@ import scipy.integrate
 from sphere_plugin import grids
 from sphere_plugin import sht
 from sphere_plugin.nn import blocks
-from sphere_plugin.nn import equivariance as eq
+from sphere_plugin.testing import equivariance as eq
 from sphere_plugin.nn import scattering
 from sphere_plugin.nn import scattering_wavelets as wavelets
 

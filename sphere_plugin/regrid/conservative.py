@@ -121,46 +121,6 @@ def cell_areas(grid: grids.Grid | str) -> np.ndarray:
 # ----------------------------------------------------------------------------
 # HEALPix indexing.
 
-def ang2pix_ring(nside: int, z: np.ndarray, phi: np.ndarray) -> np.ndarray:
-  """HEALPix RING index of the pixel containing each point.
-
-  The formulas of Gorski et al. (2005) in the chart coordinates of this module;
-  points on pixel edges go where healpy.ang2pix puts them (tested on pixel
-  corners and lat-lon grid nodes). As with any z-based formula,
-  sqrt(1 - |z|) limits the precision very near the poles.
-
-  Args:
-    nside: HEALPix resolution.
-    z: cos(colatitude) = sin(latitude), any shape broadcastable with phi.
-    phi: longitude in radians, any real value (reduced modulo 2 pi).
-
-  Returns:
-    int64 array of the broadcast shape.
-  """
-  n = int(nside)
-  z, phi = np.broadcast_arrays(np.asarray(z, np.float64), np.asarray(phi, np.float64))
-  tt = np.mod(phi * (2 / np.pi), 4.0)  # quarter turns in [0, 4)
-  tt = np.where(tt >= 4.0, tt - 4.0, tt)
-  # Equatorial zone, chart 0: a = floor(N x); c = N - 1 - floor(N y).
-  u, w = n * (0.5 + tt), n * z * 0.75
-  a = np.floor(u - w).astype(np.int64)
-  c = np.floor(u + w).astype(np.int64)
-  s = a - c + n  # ring number minus N, 0..2N
-  shift = 1 - s % 2  # rings N, N+2, ... start half a pixel east of phi = 0
-  jj = ((a + c - n + 1 - shift) // 2) % (4 * n)
-  pix_eq = 2 * n * (n - 1) + 4 * n * s + jj
-  # Polar caps: square (a, b) = floor(N (x, y)) of the quadrant's chart, ring
-  # i = a + b + 1. Its index in the ring, k i + a, equals floor(tt i).
-  tp = tt - np.floor(tt)
-  sigma = n * np.sqrt(3 * (1 - np.abs(z)))
-  a = np.floor(tp * sigma).astype(np.int64)
-  b = np.floor((1 - tp) * sigma).astype(np.int64)
-  i = np.maximum(np.minimum(a + b + 1, n), 1)
-  jj = np.minimum(np.floor(tt * i).astype(np.int64), 4 * i - 1)
-  pix_cap = np.where(z > 0, 2 * i * (i - 1) + jj, 12 * n * n - 2 * i * (i + 1) + jj)
-  return np.where(np.abs(z) <= 2 / 3, pix_eq, pix_cap)
-
-
 def _lattice_pixel(nside: int, chart: np.ndarray, a: np.ndarray,
                    b: np.ndarray) -> np.ndarray:
   """RING index of the pixel of square [a, a+1] x [b, b+1] / nside of a chart.

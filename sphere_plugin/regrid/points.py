@@ -24,9 +24,8 @@ def lonlat(grid: grids_lib.Grid) -> tuple[np.ndarray, np.ndarray]:
 
 
 def xyz(grid: grids_lib.Grid) -> np.ndarray:
-  """Unit vectors of the pixels, shape (size, 3)."""
-  lon, lat = lonlat(grid)
-  return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], -1)
+  """Unit vectors of the pixels, shape (size, 3) (`grids.unit_vectors`, flattened)."""
+  return grids_lib.unit_vectors(grid).reshape(-1, 3)
 
 
 def east_north(grid: grids_lib.Grid) -> tuple[np.ndarray, np.ndarray]:

@@ -23,12 +23,9 @@ from sphere_plugin import regrid
 from sphere_plugin import sht
 from sphere_plugin.regrid import points
 from sphere_plugin.regrid import spectral
+from sphere_plugin.testing.oracles import rel
 
 DUCC_GEOMETRY = {'gaussian': 'GL', 'equiangular': 'F1', 'equiangular_with_poles': 'CC'}
-
-
-def rel(a, b):
-  return float(np.linalg.norm(np.ravel(a - b)) / np.linalg.norm(np.ravel(b)))
 
 
 def band_limited(grid, lmax, batch=3, seed=0):

@@ -8,7 +8,7 @@ from scipy.spatial.transform import Rotation
 
 from sphere_plugin import grids
 from sphere_plugin import sht
-from sphere_plugin.sht import transforms_test as tt
+from sphere_plugin.testing import oracles as tt
 from sphere_plugin.sht import wigner
 
 

@@ -17,6 +17,9 @@ from scipy.special import sph_harm_y
 
 from sphere_plugin import grids
 from sphere_plugin import sht
+from sphere_plugin.testing.oracles import rel
+from sphere_plugin.testing.oracles import random_coeffs
+from sphere_plugin.testing.oracles import to_ducc
 
 DUCC_GEOMETRY = {'gaussian': 'GL', 'equiangular_with_poles': 'CC',
                  'equiangular': 'F1'}
@@ -27,41 +30,6 @@ LATLON = ['gaussian:64x32', 'equiangular_with_poles:64x33', 'equiangular:64x32']
 def x64():
   with jax.enable_x64(True):
     yield
-
-
-def rel(a, b):
-  a, b = np.asarray(a), np.asarray(b)
-  return np.linalg.norm((a - b).ravel()) / np.linalg.norm(b.ravel())
-
-
-def random_coeffs(lmax, spin=0, real=False, seed=0, batch=()):
-  rng = np.random.default_rng(seed)
-  shape = batch + (lmax + 1, 2 * lmax + 1)
-  a = rng.normal(size=shape) + 1j * rng.normal(size=shape)
-  ell = np.arange(lmax + 1)[:, None]
-  m = np.arange(-lmax, lmax + 1)[None, :]
-  a[..., (np.abs(m) > ell) | (ell < abs(spin))] = 0
-  if real:
-    a = hermitian(a, lmax)
-  return a
-
-
-def hermitian(a, lmax):
-  """Coefficients of a real field: a_{l,-m} = (-1)^m conj(a_lm)."""
-  a = a.copy()
-  for m in range(1, lmax + 1):
-    a[..., lmax - m] = (-1) ** m * np.conj(a[..., lmax + m])
-  a[..., lmax] = a[..., lmax].real
-  return a
-
-
-def to_ducc(a, lmax):
-  """Our (l, m) layout -> ducc0's packed m >= 0 layout."""
-  out = np.zeros(((lmax + 1) * (lmax + 2)) // 2, complex)
-  for m in range(lmax + 1):
-    start = m * (2 * lmax + 1 - m) // 2
-    out[start + m:start + lmax + 1] = a[m:, lmax + m]
-  return out
 
 
 def ducc_synthesis(alms, lmax, spin, grid):

@@ -14,16 +14,15 @@ SIGTERM saves a checkpoint and exits with status 0.
 
 from __future__ import annotations
 
-import os
 import sys
-import traceback
 
 from absl import app
 from absl import flags
 from absl import logging
 
-from sphere_plugin import allocator
-from sphere_plugin.cli import help as help_lib
+from sphere_plugin.io import allocator
+from sphere_plugin.io import errors
+from sphere_plugin.io import flag_help as help_lib
 
 FLAGS = flags.FLAGS
 
@@ -41,20 +40,8 @@ def define_flags() -> None:
     flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() (multi-host).')
 
 
-def _error(message: str) -> int:
-  print(f'train: error: {message}', file=sys.stderr)
-  return 1
-
-
-def _first_line(e: BaseException) -> str:
-  """'Type: first line of the message [file.py:line in function]'."""
-  text = str(e).strip()
-  line = f'{type(e).__name__}: {text.splitlines()[0]}' if text else type(e).__name__
-  frames = traceback.extract_tb(e.__traceback__)
-  if frames:
-    frame = frames[-1]
-    line += f' [{os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}]'
-  return line
+def _error(text: str) -> int:
+  return errors.fail('train', text)
 
 
 def gin_error(e: BaseException) -> str:
@@ -94,7 +81,7 @@ def main(argv) -> int:
   except FloatingPointError as e:
     return _error(str(e).strip().splitlines()[0])  # gin appends its call context below
   except (ValueError, TypeError, KeyError, RuntimeError, OSError) as e:
-    return _error(_first_line(e))
+    return _error(errors.message(e, where=True))
   return 0
 
 

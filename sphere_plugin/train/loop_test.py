@@ -40,7 +40,7 @@ def _plain_steps(task, tx, batches, num_steps):
 _PARALLEL_SCRIPT = textwrap.dedent('''
     import json, sys
     import jax, numpy as np, optax
-    from sphere_plugin.train import loop, toy
+    from sphere_plugin.train import checkpoints, loop, toy
     assert jax.device_count() == 4, jax.devices()
     try:
       loop.train(sys.argv[1] + '/bad', task=toy.ToyTask(), batch_size=6, progress=False)
@@ -56,7 +56,7 @@ _PARALLEL_SCRIPT = textwrap.dedent('''
     task, tx, mesh = toy.ToyTask(), optax.sgd(0.1), loop.make_mesh()
     rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
     batch = loop._global_batch(next(task.train_batches(8, seed=0, start_step=0)), rows, 8, 0)
-    abstract = loop._abstract(jax.eval_shape(lambda: loop.create_state(task, tx, 0)),
+    abstract = checkpoints.abstract(jax.eval_shape(lambda: loop.create_state(task, tx, 0)),
                               jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
     hlo = loop.make_train_step(task, tx, mesh).lower(abstract, batch).compile().as_text()
     print(json.dumps({'error': error, 'param_devices': devices,

@@ -10,76 +10,20 @@ import pytest
 import xarray as xr
 
 import sphere_plugin  # registers ds.sphere
-from sphere_plugin import forecast
+from sphere_plugin.weather import inference
 from sphere_plugin import grids
-from sphere_plugin.data import weather
+from sphere_plugin.weather.testdata import CONFIG
+from sphere_plugin.weather.testdata import GRID
+from sphere_plugin.weather.testdata import LEVEL_VARS
+from sphere_plugin.weather.testdata import synthetic_dataset
+from sphere_plugin import weather
 from sphere_plugin.train import loop
-
-GRID = grids.parse('gaussian:16x8')
-LEVELS = (500, 850)
-LEVEL_VARS = ('geopotential', 'temperature', 'u_component_of_wind', 'v_component_of_wind')
-
-CONFIG = """
-import sphere_plugin.data.weather
-import sphere_plugin.models.forecaster
-import sphere_plugin.nn
-import sphere_plugin.train
-import sphere_plugin.train.forecast_task
-
-sphere_plugin.data.weather.WeatherSpec.path = '{path}'
-sphere_plugin.data.weather.WeatherSpec.levels = (500, 850)
-sphere_plugin.data.weather.WeatherSpec.train_period = ('2000-01-01', '2000-12-31')
-sphere_plugin.data.weather.WeatherSpec.valid_period = ('2001-01-01', '2001-12-31')
-sphere_plugin.data.weather.WeatherSpec.test_period = ('2002-01-01', '2002-12-31')
-sphere_plugin.nn.SphericalCNN.input_grid = 'gaussian:16x8'
-sphere_plugin.nn.SphericalCNN.input_spins = (0, 1)
-sphere_plugin.nn.SphericalCNN.grids = ('gaussian:16x8',)
-sphere_plugin.nn.SphericalCNN.features = (4,)
-sphere_plugin.models.Forecaster.backbone = @sphere_plugin.nn.SphericalCNN()
-sphere_plugin.train.ForecastTask.model = @sphere_plugin.models.Forecaster
-sphere_plugin.train.ForecastTask.eval_leads = (1, 2)
-sphere_plugin.train.ForecastTask.progress = False
-sphere_plugin.train.train.task = @sphere_plugin.train.ForecastTask()
-sphere_plugin.train.train.num_steps = 3
-sphere_plugin.train.train.batch_size = 4
-sphere_plugin.train.train.checkpoint_every = 3
-sphere_plugin.train.train.eval_every = 3
-sphere_plugin.train.train.progress = False
-"""
-
-
-def _dataset() -> xr.Dataset:
-  """Smooth random WB2-format data: 3 periods of 6-hourly states on gaussian:16x8."""
-  rng = np.random.default_rng(0)
-  times = np.concatenate([
-      np.datetime64(f'{y}-01-01', 'ns') + np.arange(n) * np.timedelta64(6, 'h')
-      for y, n in ((2000, 24), (2001, 12), (2002, 12))])
-  lon, lat = np.deg2rad(GRID.longitudes), np.deg2rad(GRID.latitudes)
-  t = np.arange(times.size)[:, None, None, None] * 0.3
-  lev = np.arange(len(LEVELS))[None, :, None, None]
-  wave = (np.cos(lat)[None, None, None, :] * np.cos(lon[None, None, :, None] - t - lev)
-          + 0.1 * rng.standard_normal((times.size, len(LEVELS), GRID.nlon, GRID.nlat)))
-  base = {'geopotential': (5e4, 500.0, 'm**2 s**-2'), 'temperature': (260.0, 5.0, 'K'),
-          'u_component_of_wind': (5.0, 10.0, 'm s**-1'),
-          'v_component_of_wind': (0.0, 5.0, 'm s**-1')}
-  data = {k: (('time', 'level', 'longitude', 'latitude'), (m + s * wave).astype(np.float32),
-              {'units': u}) for k, (m, s, u) in base.items()}
-  data['surface_pressure'] = (('time', 'longitude', 'latitude'),
-                              (1e5 + 300 * wave[:, 0]).astype(np.float32), {'units': 'Pa'})
-  data['land_sea_mask'] = (('longitude', 'latitude'),
-                           (np.cos(lon)[:, None] > 0.5).repeat(GRID.nlat, 1).astype(np.float32))
-  data['geopotential_at_surface'] = (('longitude', 'latitude'),
-                                     np.zeros(GRID.shape, np.float32))
-  return xr.Dataset(data, coords={'time': times, 'level': np.array(LEVELS),
-                                  'longitude': GRID.longitudes, 'latitude': GRID.latitudes},
-                    attrs={'title': 'synthetic'})
-
 
 @pytest.fixture(scope='module')
 def workdir(tmp_path_factory):
   root = tmp_path_factory.mktemp('forecast')
   path = str(root / 'data.zarr')
-  _dataset().to_zarr(path, zarr_format=2, consolidated=True)
+  synthetic_dataset().to_zarr(path, zarr_format=2, consolidated=True)
   work = str(root / 'work')
   with gin.unlock_config():
     gin.clear_config()
@@ -93,19 +37,19 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def model(workdir):
-  return forecast.load(workdir)
+  return inference.load(workdir)
 
 
 def test_load_without_training_data(workdir, model):
   assert model.step == 3
   assert model.grid == GRID
   # The workdir alone rebuilds the model: the template replaces the dataset.
-  assert model.data.path == os.path.join(workdir, forecast.TEMPLATE_FILE)
+  assert model.data.path == os.path.join(workdir, inference.TEMPLATE_FILE)
   assert gin.config_str().strip() == ''  # the caller's (empty) gin config is restored
 
 
 def test_predict_matches_rollout_and_wb2_layout(model):
-  ds = _dataset().isel(time=slice(30, 33))
+  ds = synthetic_dataset().isel(time=slice(30, 33))
   out = ds.sphere.predict(model, steps=2)
   assert out['temperature'].dims == ('time', 'prediction_timedelta', 'level', 'longitude',
                                      'latitude')
@@ -124,7 +68,7 @@ def test_predict_matches_rollout_and_wb2_layout(model):
 
 
 def test_predict_keeps_input_layout(model):
-  ds = _dataset().isel(time=slice(30, 32))
+  ds = synthetic_dataset().isel(time=slice(30, 32))
   flipped = ds.assign_coords(longitude=(ds.longitude + 180) % 360 - 180).sortby(
       'longitude').isel(latitude=slice(None, None, -1)).transpose(
           'time', 'level', 'latitude', 'longitude')
@@ -140,7 +84,7 @@ def test_predict_keeps_input_layout(model):
 
 
 def test_predict_on_another_grid_comes_back_on_it(model):
-  ds = _dataset().isel(time=slice(30, 32))
+  ds = synthetic_dataset().isel(time=slice(30, 32))
   fine = ds.sphere.regrid('equiangular:32x16', method='conservative')
   out = fine.sphere.predict(model, steps=1)
   assert out.sphere.grid == grids.parse('equiangular:32x16')
@@ -153,7 +97,7 @@ def test_predict_on_another_grid_comes_back_on_it(model):
 
 
 def test_predict_names_missing_variables_and_levels(model):
-  ds = _dataset().isel(time=slice(30, 31))
+  ds = synthetic_dataset().isel(time=slice(30, 31))
   with pytest.raises(ValueError, match='surface_pressure'):
     ds.drop_vars('surface_pressure').sphere.predict(model)
   with pytest.raises(ValueError, match='850'):
@@ -161,7 +105,7 @@ def test_predict_names_missing_variables_and_levels(model):
   with pytest.raises(ValueError, match='steps'):
     ds.sphere.predict(model, steps=0)
   with pytest.raises(FileNotFoundError, match='not a'):
-    forecast.load(os.path.dirname(model.workdir))
+    inference.load(os.path.dirname(model.workdir))
 
 
 def test_evaluate_writes_scores_and_figures(workdir, tmp_path):
@@ -173,7 +117,7 @@ def test_evaluate_writes_scores_and_figures(workdir, tmp_path):
     assert os.path.getsize(tmp_path / name) > 0, name
   rmse = result['rmse']
   # Persistence against an independent computation from the test-period data.
-  truth = _dataset().sel(time=slice('2002-01-01', '2002-12-31'))
+  truth = synthetic_dataset().sel(time=slice('2002-01-01', '2002-12-31'))
   z = truth['geopotential'].sel(level=500).values  # (T, lon, lat)
   w = grids.parse('gaussian:16x8').quadrature_weights
   w = w / w.mean()
@@ -192,22 +136,16 @@ def test_evaluate_writes_scores_and_figures(workdir, tmp_path):
 _PARALLEL = """
 import sys
 import gin, jax, numpy as np
-from sphere_plugin import forecast_test
+from sphere_plugin.weather import testdata
 from sphere_plugin.train import loop
 assert jax.device_count() == int(sys.argv[3]), jax.devices()
-gin.parse_config(forecast_test.CONFIG.format(path=sys.argv[1]) + forecast_test.ONE_STEP)
+gin.parse_config(testdata.CONFIG.format(path=sys.argv[1]) + testdata.ONE_STEP)
 state = loop.train(sys.argv[2])
 assert len(jax.tree.leaves(state.params)[0].sharding.device_set) == jax.device_count()
 leaves = jax.tree_util.tree_flatten_with_path(state.variables)[0]
 np.savez(sys.argv[2] + '/out.npz', **{jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves})
 """
-ONE_STEP = """
-sphere_plugin.train.train.num_steps = 1
-sphere_plugin.train.train.eval_every = 1000
-sphere_plugin.train.optimizer.name = 'sgd'
-sphere_plugin.train.optimizer.schedule = 'constant'
-sphere_plugin.train.optimizer.learning_rate = 0.1
-"""
+
 
 
 def test_four_devices_train_step_equals_one_device(workdir, tmp_path):
@@ -221,7 +159,7 @@ def test_four_devices_train_step_equals_one_device(workdir, tmp_path):
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
   data = os.path.join(os.path.dirname(workdir), 'data.zarr')
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   out = {}
   for n in (1, 4):
     env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}',
@@ -247,7 +185,7 @@ def test_predict_streams_over_initial_times(model):
   the whole forecast on both grids and a reindexed copy (4-5 outputs).
   """
   import tracemalloc
-  fine = _dataset().isel(time=slice(0, 32)).sphere.regrid('equiangular:96x48',
+  fine = synthetic_dataset().isel(time=slice(0, 32)).sphere.regrid('equiangular:96x48',
                                                            method='conservative')
   streamed = fine.sphere.predict(model, steps=2, batch_size=2)  # warm-up: compile, weights
   one_shot = fine.sphere.predict(model, steps=2, batch_size=32)
@@ -269,7 +207,7 @@ def test_resume_trains_with_the_stored_statistics(workdir, tmp_path, monkeypatch
   # it) and train with it, even where recomputing would give other values.
   import json  # pylint: disable=g-import-not-at-top
   import shutil  # pylint: disable=g-import-not-at-top
-  from sphere_plugin.train import forecast_task  # pylint: disable=g-import-not-at-top
+  from sphere_plugin.weather import forecast_task  # pylint: disable=g-import-not-at-top
   work = str(tmp_path / 'work')
   shutil.copytree(workdir, work)
   path = os.path.join(work, weather.NORMALIZER_FILENAME)
@@ -299,7 +237,7 @@ def test_resume_trains_with_the_stored_statistics(workdir, tmp_path, monkeypatch
 
 
 def test_predict_keeps_each_variables_attrs_and_says_how_it_regridded(model):
-  ds = _dataset().isel(time=slice(30, 32))
+  ds = synthetic_dataset().isel(time=slice(30, 32))
   ds['u_component_of_wind'].attrs.update(long_name='U component of wind',
                                          standard_name='eastward_wind')
   ds['v_component_of_wind'].attrs.update(long_name='V component of wind',
@@ -318,7 +256,7 @@ def test_predict_keeps_each_variables_attrs_and_says_how_it_regridded(model):
 
 
 def test_predict_shows_progress_unless_asked_not_to(model, capsys):
-  ds = _dataset().isel(time=slice(30, 33))
+  ds = synthetic_dataset().isel(time=slice(30, 33))
   ds.sphere.predict(model, steps=1, batch_size=2)
   assert 'predict 1 step(s)' in capsys.readouterr().err
   ds.sphere.predict(model, steps=1, batch_size=2, progress=False)

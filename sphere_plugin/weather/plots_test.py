@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from sphere_plugin import plots
+from sphere_plugin.weather import plots
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 

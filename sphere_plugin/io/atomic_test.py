@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from sphere_plugin import atomic
+from sphere_plugin.io import atomic
 
 
 def test_success_replaces_and_failure_keeps_the_old_output(tmp_path):

@@ -11,8 +11,8 @@ import pytest
 import scipy.spatial.transform
 
 from sphere_plugin import grids
-from sphere_plugin.models import molecule_encoder as me
-from sphere_plugin.models import qm9 as qm9_models
+from sphere_plugin.molecules import encoder as me
+from sphere_plugin.molecules import heads as qm9_models
 from sphere_plugin.nn import SphericalCNN
 
 GRID = 'gaussian:16x8'

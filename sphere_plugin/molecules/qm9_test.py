@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from sphere_plugin.data import qm9
+from sphere_plugin.molecules import qm9
 
 
 @pytest.fixture(scope='module')

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from sphere_plugin import evaluation
+from sphere_plugin.weather import evaluation
 from sphere_plugin import grids
 
 LEVELS = [500, 850]

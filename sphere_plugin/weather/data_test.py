@@ -17,7 +17,7 @@ import pytest
 import xarray as xr
 
 from sphere_plugin import grids
-from sphere_plugin.data import weather
+from sphere_plugin import weather
 
 GRID = grids.parse('gaussian:8x4')
 LEVELS = (500, 850)
@@ -468,7 +468,7 @@ def test_simulated_held_suarez_dataset(tmp_path):
 
   The default spec's periods pick trajectory k by year 2000 + k.
   """
-  from sphere_plugin.data import held_suarez  # pylint: disable=g-import-not-at-top
+  from sphere_plugin.weather import held_suarez  # pylint: disable=g-import-not-at-top
   path = held_suarez.make_dataset(tmp_path / 'hs.zarr', progress=False, spinup_days=2,
                                   branch_days=1, days=2, trajectories=4, seed=1)
   d = weather.WeatherData(weather.WeatherSpec(path=str(path)))
@@ -516,3 +516,12 @@ def test_healpix_dataset(tmp_path):
   back = d.to_dataset(x, {'time': times})
   assert back['temperature'].dims == ('time', 'level', 'pixel')
   np.testing.assert_array_equal(d.state_arrays(back), x)
+
+
+def test_weather_data_never_simulates(tmp_path, monkeypatch):
+  # Opening data reads; only ForecastTask makes the embedded dataset on first use.
+  from sphere_plugin.weather import held_suarez  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(held_suarez, 'DEFAULT_PATH', tmp_path / 'missing.zarr')
+  monkeypatch.setattr(held_suarez, 'make_dataset', lambda *a, **k: pytest.fail('simulated'))
+  with pytest.raises(FileNotFoundError, match='tools/make_dataset.py'):
+    weather.WeatherData(weather.WeatherSpec(path=None))

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sphere_plugin.models import forecaster as F
+from sphere_plugin.weather import forecaster as F
 from sphere_plugin.nn import SphericalCNN
-from sphere_plugin.nn import equivariance
+from sphere_plugin.testing import equivariance
 from sphere_plugin.nn import spectral
 
 GRID = 'gaussian:32x16'

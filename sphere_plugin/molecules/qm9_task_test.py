@@ -9,11 +9,11 @@ import jax
 import numpy as np
 import pytest
 
-from sphere_plugin.data import qm9
-from sphere_plugin.models import molecule_encoder
-from sphere_plugin.models import qm9 as qm9_models
+from sphere_plugin.molecules import qm9
+from sphere_plugin.molecules import encoder as encoder_lib
+from sphere_plugin.molecules import heads as qm9_models
 from sphere_plugin.nn import SphericalCNN
-from sphere_plugin.train import qm9_task
+from sphere_plugin.molecules import qm9_task
 
 GRID = 'gaussian:8x4'
 
@@ -21,7 +21,7 @@ GRID = 'gaussian:8x4'
 def _model(targets):
   backbone = SphericalCNN(input_grid=GRID, grids=(GRID,), features=(4,), spins=(0,),
                           num_filter_params=(2,))
-  return qm9_models.QM9Regressor(encoder=molecule_encoder.MoleculeEncoder(backbone, features=8),
+  return qm9_models.QM9Regressor(encoder=encoder_lib.MoleculeEncoder(backbone, features=8),
                                  targets=targets, hidden=8)
 
 

@@ -7,18 +7,18 @@ import sys
 import gin
 import pytest
 
-from sphere_plugin import stored_config
+from sphere_plugin.io import stored_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # What an attacker would put in a workdir they send: dynamic registration makes
 # subprocess.check_call a configurable; each loader evaluates one of the two
 # references (the task of train/restore/TrainedQM9, the WeatherSpec of
-# forecast.load/predict/evaluate).
+# inference.load/predict/evaluate).
 _MALICIOUS = """\
 from __gin__ import dynamic_registration
 import subprocess
-import sphere_plugin.data.weather
+import sphere_plugin.weather
 import sphere_plugin.train
 subprocess.check_call.args = ['touch', '{marker}']
 sphere_plugin.data.weather.WeatherSpec.path = @subprocess.check_call()
@@ -33,7 +33,7 @@ def hostile_workdir(tmp_path):
   workdir.mkdir()
   marker = tmp_path / 'PWNED'
   (workdir / 'config.gin').write_text(_MALICIOUS.format(marker=marker))
-  for name in ('normalization.json', 'template.nc'):  # so forecast.load reaches the config
+  for name in ('normalization.json', 'template.nc'):  # so inference.load reaches the config
     (workdir / name).write_text('{}')
   yield str(workdir), marker
   gin.clear_config()
@@ -41,13 +41,13 @@ def hostile_workdir(tmp_path):
 
 def _loaders():
   from sphere_plugin import accessor  # pylint: disable=unused-import  (registers ds.sphere)
-  from sphere_plugin import forecast
+  from sphere_plugin.weather import inference
   from sphere_plugin import train
   from sphere_plugin.cli import evaluate
-  from sphere_plugin.train import qm9_task
+  from sphere_plugin.molecules import qm9_task
   import xarray as xr
   return {
-      'forecast.load': forecast.load,
+      'inference.load': inference.load,
       'ds.sphere.predict': lambda w: xr.Dataset().sphere.predict(w),
       'evaluate training spec': evaluate._training_spec,  # pylint: disable=protected-access
       'train.restore': train.restore,

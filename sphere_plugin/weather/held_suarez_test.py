@@ -26,7 +26,7 @@ import xarray as xr
 import zarr
 
 from sphere_plugin import grids
-from sphere_plugin.data import held_suarez
+from sphere_plugin.weather import held_suarez
 
 # Extra levels between 500 and 850 hPa for the hydrostatic check.
 LEVELS = (250, 500, 575, 650, 750, 850)

@@ -13,7 +13,7 @@ import pytest
 
 _CHILD = r'''
 import ctypes
-from sphere_plugin import allocator
+from sphere_plugin.io import allocator
 
 libc = ctypes.CDLL('libc.so.6')
 libc.malloc.restype = ctypes.c_void_p
