@@ -22,6 +22,7 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
+import gin
 import numpy as np
 import tqdm
 import xarray as xr
@@ -32,6 +33,7 @@ from sphere_plugin.io import errors
 from sphere_plugin.io import flag_help as help_lib
 from sphere_plugin.weather import conventions
 from sphere_plugin.weather import evaluation
+from sphere_plugin.weather import forecast_task
 from sphere_plugin.weather import inference
 from sphere_plugin.weather import plots
 
@@ -145,7 +147,11 @@ def evaluate(workdir: str, output_dir: str | None = None, *, data_path: str | No
 def _training_spec(workdir: str) -> weather.WeatherSpec:
   """The WeatherSpec of the workdir's config.gin (the training dataset)."""
   with inference.workdir_config(workdir):
-    return weather.WeatherSpec()
+    try:
+      grid = gin.query_parameter('sphere_plugin.train.ForecastTask.embedded_grid')
+    except ValueError:  # not bound
+      grid = None
+    return forecast_task.with_embedded_data(weather.WeatherSpec(), grid, progress=False)
 
 
 def main(argv):

@@ -9,6 +9,7 @@ and lead time in physical units.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Callable, Iterator, Sequence
 
@@ -21,6 +22,23 @@ from sphere_plugin import weather
 from sphere_plugin.weather import artifacts
 from sphere_plugin.weather import forecaster as forecaster_lib
 from sphere_plugin.weather import held_suarez
+
+
+def with_embedded_data(spec: weather.WeatherSpec, embedded_grid: str | None = None,
+                       progress: bool = True) -> weather.WeatherSpec:
+  """`spec`, or for `spec.path=None` the embedded dataset, made on first use.
+
+  With `embedded_grid`, the embedded dataset regridded to that grid
+  (`held_suarez.make_dataset_on`); otherwise the dataset itself
+  (`held_suarez.make_dataset`, a no-op when it exists).
+  """
+  if spec.path is not None:
+    return spec
+  if embedded_grid is not None:
+    path = held_suarez.make_dataset_on(embedded_grid, progress=progress)
+  else:
+    path = held_suarez.make_dataset(progress=progress)
+  return dataclasses.replace(spec, path=path)
 
 
 @gin.configurable(module='sphere_plugin.train')
@@ -37,20 +55,22 @@ class ForecastTask:
       evaluation during training short.
     normalizer: statistics to use (default: computed from the training period).
     progress: show progress while computing statistics.
+    embedded_grid: with no `spec.path`, train on the embedded dataset
+      regridded (spectrally, cached) to this grid, e.g. 'healpix:16'
+      (`held_suarez.make_dataset_on`).
   """
 
   def __init__(self, spec: weather.WeatherSpec | None = None,
                model: Callable[..., forecaster_lib.Forecaster] = forecaster_lib.Forecaster,
                rollout_steps: int = 1, eval_leads: Sequence[int] = (1, 4),
                eval_max_windows: int | None = 64,
-               normalizer: weather.Normalizer | None = None, progress: bool = True):
+               normalizer: weather.Normalizer | None = None, progress: bool = True,
+               embedded_grid: str | None = None):
     if rollout_steps < 1:
       raise ValueError(f'rollout_steps must be >= 1, got {rollout_steps}')
     if not eval_leads or min(eval_leads) < 1:
       raise ValueError(f'eval_leads must be positive step counts, got {eval_leads}')
-    spec = spec or weather.WeatherSpec()
-    if spec.path is None and not os.path.exists(held_suarez.DEFAULT_PATH):
-      held_suarez.make_dataset(progress=progress)  # the embedded dataset, made on first use
+    spec = with_embedded_data(spec or weather.WeatherSpec(), embedded_grid, progress)
     self.data = weather.WeatherData(spec, normalizer=normalizer, progress=progress)
     self.model = model(vector_pairs=tuple(tuple(int(i) for i in p)
                                           for p in self.data.vector_pairs))
