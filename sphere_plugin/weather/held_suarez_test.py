@@ -236,3 +236,22 @@ def test_command_line(store, tmp_path):
                        check=False)
   assert run.returncode == 1
   assert 'different configuration' in run.stderr and 'Traceback' not in run.stderr
+
+
+def test_make_dataset_on_regrids_once_and_reuses_the_store(tmp_path, monkeypatch):
+  # A small stand-in for the embedded dataset (simulating it takes minutes).
+  from sphere_plugin.io import cache  # pylint: disable=g-import-not-at-top
+  from sphere_plugin.weather import testdata  # pylint: disable=g-import-not-at-top
+  source = str(tmp_path / 'source.zarr')
+  ds = testdata.synthetic_dataset()
+  ds.attrs['config_hash'] = 'abc'
+  ds.to_zarr(source, zarr_format=2, consolidated=True)
+  monkeypatch.setattr(held_suarez, 'make_dataset', lambda **kwargs: source)
+  monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / 'cache'))
+  path = held_suarez.make_dataset_on('healpix:4', progress=False)
+  out = xr.open_zarr(path)
+  assert out.sizes['pixel'] == 192 and out.attrs['regrid_grid'] == 'healpix:4'
+  assert out.attrs['source_config_hash'] == 'abc'
+  stamp = os.path.getmtime(path)
+  assert held_suarez.make_dataset_on('healpix:4', progress=False) == path
+  assert os.path.getmtime(path) == stamp  # reused, not rewritten
