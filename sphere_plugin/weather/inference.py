@@ -191,7 +191,7 @@ def _in_layout_of(out: xr.Dataset, original: xr.Dataset) -> xr.Dataset:
   if out_dim != layout.dim:
     out = out.rename({out_dim: layout.dim})
   mappings = grids_lib.healpix_metadata_names(original)
-  keep = {n: v.variable for n, v in original.variables.items()
+  keep = {n: v for n, v in original.variables.items()
           if (layout.dim in v.dims and n in original.coords and 'time' not in v.dims)
           or n in mappings}
   out = out.assign_coords(keep)
