@@ -8,6 +8,9 @@ per grid. Conventions (see the README):
   Longitudes are ``360 * k / nlon`` degrees, k = 0..nlon-1.
 * HEALPix grids have spatial shape ``(npix,)`` in RING order (north to south).
   NESTED order is reached with :func:`ring_to_nested` / :func:`nested_to_ring`.
+  Datasets may store HEALPix cells in NESTED or any order their attrs declare
+  (xdggs, CF 1.13, easy.gems): :func:`healpix_layout` reads it, :func:`to_ring`
+  reorders, :func:`healpix_coords` describes output for all three.
 * ``quadrature_weights`` has the grid's spatial shape and sums to 4*pi.
 * Text forms: ``gaussian:64x32``, ``equiangular:64x32``,
   ``equiangular_with_poles:64x33`` (nlon x nlat) and ``healpix:16`` (nside);
