@@ -109,13 +109,10 @@ def _canonical(ds, dims: tuple[str, ...]):
   return ds.isel(index) if index else ds
 
 
-def _target_coords(target: grids_lib.Grid, names: tuple[str, ...], ds) -> dict:
+def _target_coords(target: grids_lib.Grid, names: tuple[str, ...], ds,
+                   order: str = 'ring') -> dict:
   if isinstance(target, grids_lib.HealpixGrid):
-    pixel = xr.Variable(('pixel',), np.arange(target.npix),
-                        attrs={'healpix_nside': target.nside, 'healpix_order': 'ring'})
-    return {'pixel': pixel,
-            'latitude': xr.Variable(('pixel',), target.latitudes, {'units': 'degrees_north'}),
-            'longitude': xr.Variable(('pixel',), target.longitudes, {'units': 'degrees_east'})}
+    return {k: xr.Variable(*v) for k, v in grids_lib.healpix_coords(target, order).items()}
   lon_name, lat_name = names
   # Keep the input's coordinate attrs (long_name, standard_name, ...) when it has them.
   lon_attrs = {'units': 'degrees_east', **(ds[lon_name].attrs if lon_name in ds.dims else {})}
@@ -158,20 +155,41 @@ def _parse_pairs(vector_pairs, names) -> list[tuple[str, str]]:
   return pairs
 
 
+def _check_order(target: grids_lib.Grid, order: str | None) -> str:
+  """The HEALPix order to write ('ring' by default); refused for lat-lon targets."""
+  if order is None:
+    return 'ring'
+  order = grids_lib.healpix_order(order)
+  if not isinstance(target, grids_lib.HealpixGrid):
+    raise ValueError(f'order={order!r} applies to HEALPix targets only; the target is '
+                     f'{target}')
+  if order == 'nested' and target.nside & (target.nside - 1):
+    raise ValueError(f'NESTED order needs nside a power of two; the target is {target}')
+  return order
+
+
 def plan(ds: xr.Dataset, target, method: str = 'spectral', *, variables=None,
-         vector_pairs='auto', lmax: int | None = None, taper: float | None = None):
+         vector_pairs='auto', lmax: int | None = None, taper: float | None = None,
+         order: str | None = None):
   """Checks a regrid request without touching the data.
+
+  HEALPix input in another order than RING (NESTED, or permuted cells given by
+  cell ids) is reordered to RING here, lazily (`grids.to_ring`), before
+  `variables` selects from it.
 
   Returns:
     (ds restricted to `variables`, source grid, target grid, spatial dims,
     names of the variables to regrid, names to drop, vector pairs, Regridder).
 
   Raises:
-    ValueError: unknown grid or method, not a global grid, missing variables, a
-      vector pair with a component missing.
+    ValueError: unknown grid or method, not a global grid (partial-sky HEALPix
+      included), missing variables, a vector pair with a component missing, an
+      `order` for a lat-lon target.
   """
   target = grids_lib.parse(target)
+  _check_order(target, order)
   source = grids_lib.from_dataset(ds)
+  ds = grids_lib.to_ring(ds)
   src_dims = grids_lib.spatial_dims(ds)
   if variables is not None:
     variables = [variables] if isinstance(variables, str) else list(variables)
@@ -201,12 +219,12 @@ def plan(ds: xr.Dataset, target, method: str = 'spectral', *, variables=None,
 
 def regrid_dataset(ds: xr.Dataset, target, method: str = 'spectral', *,
                    variables=None, vector_pairs='auto', lmax: int | None = None,
-                   taper: float | None = None,
+                   taper: float | None = None, order: str | None = None,
                    ringing: RingingReport | None = None) -> xr.Dataset:
   """Regrids every spatial variable of `ds` to `target`; see `DatasetAccessor.regrid`.
 
   Args:
-    ds, target, method, variables, vector_pairs, lmax, taper: as
+    ds, target, method, variables, vector_pairs, lmax, taper, order: as
       `DatasetAccessor.regrid`.
     ringing: where the Gibbs-ringing warnings already given are recorded; pass
       one `RingingReport` to several calls (chunks of one run) to warn once per
@@ -220,14 +238,19 @@ def regrid_dataset(ds: xr.Dataset, target, method: str = 'spectral', *,
   ringing = RingingReport() if ringing is None else ringing
   ds, source, target, src_dims, spatial, partial, pairs, regridder = plan(
       ds, target, method, variables=variables, vector_pairs=vector_pairs, lmax=lmax,
-      taper=taper)
+      taper=taper, order=order)
+  order = _check_order(target, order)
+  # The source's HEALPix description (ids, grid mapping): not carried, not warned about.
+  described = set()
+  if isinstance(source, grids_lib.HealpixGrid):
+    described = set(grids_lib.healpix_layout(ds).id_coords) | {
+        'latitude', 'longitude', 'lat', 'lon'}
+  mappings = grids_lib.healpix_metadata_names(ds)
   if partial:
     warnings.warn(f'dropping {partial}: they have some but not all of the spatial dims '
                   f'{src_dims}, so they cannot be regridded', stacklevel=3)
   dropped_coords = [n for n, c in ds.coords.items()
-                    if n not in src_dims and set(src_dims) & set(c.dims)
-                    and not (isinstance(source, grids_lib.HealpixGrid) and n in (
-                        'latitude', 'longitude', 'lat', 'lon'))]
+                    if n not in src_dims and set(src_dims) & set(c.dims) and n not in described]
   if dropped_coords:
     warnings.warn(f'dropping coordinates {dropped_coords} on the spatial dims; to regrid '
                   'them, make them data variables (ds.reset_coords())', stacklevel=3)
@@ -286,23 +309,41 @@ def regrid_dataset(ds: xr.Dataset, target, method: str = 'spectral', *,
         out[n].attrs['regrid_missing_values'] = MISSING_NOTE
       else:
         out[n].attrs.pop('regrid_missing_values', None)
-  rest = {n: v for n, v in ds.data_vars.items() if n not in spatial and n not in partial}
-  coords = {n: c for n, c in ds.coords.items() if not set(src_dims) & set(c.dims)}
-  coords.update(_target_coords(target, names, ds))
+  rest = {n: v for n, v in ds.data_vars.items()
+          if n not in spatial and n not in partial and n not in mappings}
+  # Scalar coords travel with each DataArray: drop the source's grid mapping there too.
+  out = {n: o.drop_vars([c for c in o.coords if c in mappings]) for n, o in out.items()}
+  rest = {n: v.drop_vars([c for c in v.coords if c in mappings]) for n, v in rest.items()}
+  # Variables, not DataArrays: a DataArray would bring the dataset's scalar coords along.
+  coords = {n: c.variable for n, c in ds.coords.items()
+            if not set(src_dims) & set(c.dims) and n not in mappings}
+  for n in out:  # the source's HEALPix grid mapping does not describe the result
+    mapping = out[n].attrs.get('grid_mapping')
+    if mapping is not None and set(str(mapping).replace(':', ' ').split()) & mappings:
+      out[n].attrs.pop('grid_mapping')
+    if isinstance(target, grids_lib.HealpixGrid):
+      out[n].attrs['grid_mapping'] = 'crs'
+  if isinstance(target, grids_lib.HealpixGrid) and order == 'nested':
+    # The regridders work in RING order: position i of the NESTED result is RING
+    # pixel nested_to_ring[i] (`map_nested = map_ring[nested_to_ring]`).
+    to_nested = grids_lib.nested_to_ring(target.nside)
+    out = {n: o.isel(pixel=to_nested) for n, o in out.items()}
+  coords.update(_target_coords(target, names, ds, order))
   result = xr.Dataset({**{n: out[n] if n in out else rest[n] for n in ds.data_vars
                           if n in out or n in rest}},
                       coords=coords, attrs=dict(ds.attrs))
   result = _restore_layout(result, ds, src_dims, tgt_dims)
   result.attrs.update({'grid': str(target), 'regrid_source_grid': str(source),
                        'regrid_method': method})
+  if isinstance(source, grids_lib.HealpixGrid):  # stale now
+    for key in ('nside', 'order', 'dggs', 'grid_mapping'):
+      result.attrs.pop(key, None)
   if isinstance(target, grids_lib.HealpixGrid):
-    result.attrs.update({'healpix_nside': target.nside, 'healpix_order': 'ring'})
+    result.attrs.update({'healpix_nside': target.nside,
+                         'healpix_order': 'ring' if order == 'ring' else 'nest'})
   else:
     result.attrs.pop('healpix_nside', None)
     result.attrs.pop('healpix_order', None)
-  if isinstance(source, grids_lib.HealpixGrid):  # generic names, stale now
-    result.attrs.pop('nside', None)
-    result.attrs.pop('order', None)
   return result
 
 
@@ -324,8 +365,14 @@ class DatasetAccessor(_Accessor):
 
   def regrid(self, target, method: str = 'spectral', *, variables=None,
              vector_pairs='auto', lmax: int | None = None,
-             taper: float | None = None) -> xr.Dataset:
+             taper: float | None = None, order: str | None = None) -> xr.Dataset:
     """Regrids the Dataset to `target`.
+
+    The input may be any grid `grids.from_dataset` detects, HEALPix in RING or
+    NESTED order (xdggs, CF 1.13, easy.gems conventions; cells permuted by cell
+    ids) included: it is reordered to RING for the regridders, as the order
+    attrs say. Partial-sky HEALPix is a ValueError (the transforms need the
+    full sphere).
 
     Args:
       target: a Grid or its text form ('healpix:32', 'gaussian:128x64').
@@ -338,18 +385,25 @@ class DatasetAccessor(_Accessor):
         (the WB2 wind names present), None, or a list of ('u', 'v') tuples or
         'u:v' strings. A pair with a component missing is an error.
       lmax, taper: spectral options.
+      order: the pixel order of a HEALPix result: 'ring' (default) or 'nested'
+        ('nest'; nside a power of two). An error for lat-lon targets.
 
     Returns:
       a Dataset on the target grid. Lat-lon targets have `longitude`/`latitude`
       dims (the input's names); from a lat-lon input the input's dims order,
       latitude direction and longitude convention are kept. HEALPix targets
-      have a `pixel` dim (attrs healpix_nside, healpix_order='ring') with
-      per-pixel latitude/longitude coords. attrs are kept; `grid`,
-      `regrid_source_grid` and `regrid_method` are added. Dask-backed input
-      gives lazy output.
+      have a `pixel` dim of npix = 12 nside^2 cells in `order`, described for
+      xdggs (`cell_ids` coordinate: grid_name, level, indexing_scheme), CF 1.13
+      and easy.gems (`crs` grid mapping: grid_mapping_name='healpix',
+      refinement_level, indexing_scheme, healpix_nside, healpix_order), a
+      `pixel` coordinate (the ids; healpix_nside, healpix_order 'ring'/'nest')
+      and per-pixel latitude/longitude (`grids.healpix_coords`); data variables
+      get grid_mapping='crs'. attrs are kept; `grid`, `regrid_source_grid`,
+      `regrid_method` (and healpix_nside / healpix_order) are added. Dask-backed
+      input gives lazy output.
     """
     return regrid_dataset(self._obj, target, method, variables=variables,
-                          vector_pairs=vector_pairs, lmax=lmax, taper=taper)
+                          vector_pairs=vector_pairs, lmax=lmax, taper=taper, order=order)
 
   def predict(self, model, steps: int = 1, *, batch_size: int = 8,
               regrid_method: str = 'conservative', progress: bool = True) -> xr.Dataset:
@@ -388,11 +442,12 @@ class DataArrayAccessor(_Accessor):
   """`da.sphere`: grid detection and (scalar) regridding of an xarray DataArray."""
 
   def regrid(self, target, method: str = 'spectral', *, lmax: int | None = None,
-             taper: float | None = None) -> xr.DataArray:
+             taper: float | None = None, order: str | None = None) -> xr.DataArray:
     """Regrids the DataArray as a scalar field; see `DatasetAccessor.regrid`."""
     name = self._obj.name if self._obj.name is not None else '__data__'
     ds = self._obj.to_dataset(name=name)
-    out = regrid_dataset(ds, target, method, vector_pairs=None, lmax=lmax, taper=taper)
+    out = regrid_dataset(ds, target, method, vector_pairs=None, lmax=lmax, taper=taper,
+                         order=order)
     da = out[name]
     da.attrs.update({k: out.attrs[k] for k in ('grid', 'regrid_source_grid', 'regrid_method',
                                                'healpix_nside', 'healpix_order')

@@ -48,8 +48,10 @@ def test_regrid_to_healpix_from_a_wb2_layout(method):
   out = ds.sphere.regrid('healpix:8', method, variables=['temperature', 'land_sea_mask', 'co2'])
   assert out.temperature.dims == ('time', 'level', 'pixel')
   assert out.land_sea_mask.dims == ('pixel',)
-  xr.testing.assert_identical(out.co2, ds.co2)
-  assert out.pixel.attrs == {'healpix_nside': 8, 'healpix_order': 'ring'}
+  xr.testing.assert_identical(out.co2.drop_vars('crs'), ds.co2)  # crs: the grid mapping
+  assert out.pixel.attrs == {'healpix_nside': 8, 'healpix_order': 'ring',
+                             'standard_name': 'healpix_index', 'units': '1'}
+  assert out.temperature.attrs['grid_mapping'] == 'crs'
   assert out.attrs['title'] == 'test' and out.attrs['grid'] == 'healpix:8'
   assert out.attrs['regrid_method'] == method
   assert out.temperature.attrs['units'] == 'K'
@@ -176,8 +178,9 @@ def test_each_wind_component_keeps_its_own_attrs(method, lazy):
     ds = ds.chunk(time=1)
   out = ds.sphere.regrid('healpix:4', method, variables=['u_component_of_wind',
                                                           'v_component_of_wind'])
-  assert out.u_component_of_wind.attrs == CF_U
-  assert out.v_component_of_wind.attrs == CF_V  # not u's (keep_attrs with two outputs)
+  # Their own attrs, plus the HEALPix grid mapping of the result.
+  assert out.u_component_of_wind.attrs == {**CF_U, 'grid_mapping': 'crs'}
+  assert out.v_component_of_wind.attrs == {**CF_V, 'grid_mapping': 'crs'}  # not u's
 
 
 def test_missing_values_note_only_on_variables_with_nan():

@@ -8,6 +8,9 @@ per grid. Conventions (see the README):
   Longitudes are ``360 * k / nlon`` degrees, k = 0..nlon-1.
 * HEALPix grids have spatial shape ``(npix,)`` in RING order (north to south).
   NESTED order is reached with :func:`ring_to_nested` / :func:`nested_to_ring`.
+  Datasets may store HEALPix cells in NESTED or any order their attrs declare
+  (xdggs, CF 1.13, easy.gems): :func:`healpix_layout` reads it, :func:`to_ring`
+  reorders, :func:`healpix_coords` describes output for all three.
 * ``quadrature_weights`` has the grid's spatial shape and sums to 4*pi.
 * Text forms: ``gaussian:64x32``, ``equiangular:64x32``,
   ``equiangular_with_poles:64x33`` (nlon x nlat) and ``healpix:16`` (nside);
@@ -426,7 +429,7 @@ def from_dinosaur(dino_grid: Any) -> LatLonGrid:
 
 _LAT_NAMES = ('latitude', 'lat')
 _LON_NAMES = ('longitude', 'lon')
-_PIX_NAMES = ('pixel', 'pix', 'cell', 'healpix', 'values')
+_PIX_NAMES = ('pixel', 'pix', 'cell', 'cells', 'healpix', 'values')
 
 
 def _find(ds, names):
@@ -442,9 +445,11 @@ def from_dataset(ds) -> Grid:
   Lat-lon grids are recognised from `latitude`/`lat` and `longitude`/`lon`
   coordinates in any order and dims order, latitude ascending or descending,
   longitude in [0, 360) or [-180, 180) (any rotation of the circle).
-  HEALPix is recognised from a `pixel` (or `cell`) dimension whose size is
-  12 * nside**2, with attrs `healpix_nside` / `nside` (optional) and
-  `healpix_order` / `order` (must be 'ring' if given).
+  HEALPix is recognised from a `pixel` (or `cell`, ...) dimension whose size is
+  12 * nside**2, in RING or NESTED order, declared as xdggs, CF 1.13, easy.gems
+  or plain attrs do (see `healpix_layout`, which also gives the order and the
+  cell ids; `to_ring` reorders). The grid itself is always RING: data in
+  another order must go through `to_ring` before array code sees them.
 
   Raises:
     ValueError: saying what was found, when this is not a global grid we know.
@@ -454,7 +459,7 @@ def from_dataset(ds) -> Grid:
     lon_name, lat_name = dims
     return _detect_latlon(np.asarray(ds[lat_name].values, dtype=np.float64),
                           np.asarray(ds[lon_name].values, dtype=np.float64))
-  return _detect_healpix(ds, dims[0])
+  return healpix_layout(ds).grid
 
 
 def spatial_dims(ds) -> tuple[str, ...]:
@@ -469,6 +474,12 @@ def spatial_dims(ds) -> tuple[str, ...]:
   lat_name, lon_name = _find(ds, _LAT_NAMES), _find(ds, _LON_NAMES)
   if lat_name in ds.dims and lon_name in ds.dims:
     return (lon_name, lat_name)
+  for name, c in ds.coords.items():  # a cell-id coordinate (xdggs, CF) names the dim
+    if c.ndim == 1 and (str(c.attrs.get('grid_name', '')).lower() == 'healpix'
+                        or c.attrs.get('standard_name') == 'healpix_index'
+                        or type(getattr(ds.xindexes.get(name), 'grid_info', None)).__name__
+                        == 'HealpixInfo'):
+      return (c.dims[0],)
   pix_name = _find(ds, _PIX_NAMES)
   if pix_name is not None and pix_name in ds.dims:
     return (pix_name,)
@@ -478,60 +489,419 @@ def spatial_dims(ds) -> tuple[str, ...]:
       f'(named {_PIX_NAMES})')
 
 
-def _healpix_attrs(ds, pix_name: str) -> dict:
-  """HEALPix attrs from the dataset, the pixel coordinate and any grid-mapping variable."""
-  attrs = dict(getattr(ds, 'attrs', {}))
-  if pix_name in ds.coords:
-    attrs.update(ds[pix_name].attrs)
-  variables = getattr(ds, 'variables', {})
-  # CF grid mapping (easy.gems / nextGEMS style: a `crs` variable).
-  mapping_names = {str(v.attrs['grid_mapping']) for v in variables.values()
-                   if 'grid_mapping' in v.attrs}
-  if hasattr(ds, 'attrs') and 'grid_mapping' in ds.attrs:
-    mapping_names.add(str(ds.attrs['grid_mapping']))
+# ----------------------------------------------------------------------------
+# HEALPix datasets: the ecosystem's conventions, in and out.
+#
+# Read (`healpix_layout`): the order and nside may be declared by
+#   * xdggs: a coordinate (usually `cell_ids`) with attrs grid_name='healpix',
+#     level (nside = 2**level), indexing_scheme 'nested' (xdggs' default) or
+#     'ring'; or, once `xdggs.decode`d, its HealpixIndex (`grid_info`);
+#   * the zarr DGGS convention: dataset attr `dggs` = {name: 'healpix',
+#     refinement_level, indexing_scheme, coordinate, ...};
+#   * CF 1.13: a grid-mapping variable with grid_mapping_name='healpix',
+#     refinement_level, indexing_scheme, and cell ids in a coordinate with
+#     standard_name='healpix_index';
+#   * easy.gems / CDO: a grid-mapping variable (`crs`) with healpix_nside and
+#     healpix_order ('nest', 'nested' or 'ring');
+#   * plain attrs on the dataset or the pixel coordinate: healpix_nside /
+#     nside, healpix_order / order.
+# All declarations must agree. Without any, the order is RING.
+
+HEALPIX_ORDERS = ('ring', 'nested')
+_HEALPIX_ORDER_NAMES = {'ring': 'ring', 'nest': 'nested', 'nested': 'nested'}
+# How many missing cells a partial-sky error names.
+_MISSING_SHOWN = 8
+
+
+def healpix_order(value) -> str:
+  """Normalises a HEALPix order name: 'ring' -> 'ring'; 'nest'/'nested' -> 'nested'.
+
+  Raises:
+    ValueError: for other names (e.g. xdggs' 'zuniq'/'nuniq', not read here).
+  """
+  name = _HEALPIX_ORDER_NAMES.get(str(value).strip().lower())
+  if name is None:
+    raise ValueError(f'unknown HEALPix order {value!r}; sphere_plugin reads and writes '
+                     "'ring' and 'nested' ('nest')")
+  return name
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class HealpixLayout:
+  """How a HEALPix dataset stores its pixels (see `healpix_layout`).
+
+  Attributes:
+    grid: the (full-sphere) grid.
+    dim: the pixel dim.
+    order: 'ring' or 'nested': the indexing scheme of `cell_ids`.
+    cell_ids: int64 (npix,): the HEALPix index (in `order`) of the cell stored
+      at each position along `dim`.
+    declared_by: where the order came from, e.g. "the 'cell_ids' coordinate
+      (xdggs)"; 'nothing (RING assumed)' when undeclared.
+    id_coords: names of the coordinates on `dim` that hold cell ids.
+  """
+  grid: HealpixGrid
+  dim: str
+  order: str
+  cell_ids: np.ndarray
+  declared_by: str
+  id_coords: tuple[str, ...] = ()
+
+  @property
+  def ring_index(self) -> np.ndarray:
+    """int64 (npix,): the RING index of the cell stored at each position."""
+    if self.order == 'ring':
+      return self.cell_ids
+    return healpix_lib.nested_to_ring(self.grid.nside)[self.cell_ids]
+
+  @property
+  def to_ring(self) -> np.ndarray | None:
+    """Positions p with `data[..., p]` in RING order, shape (npix,); None when
+    the data already are (`ring_index` is 0..npix-1)."""
+    ring = self.ring_index
+    if np.array_equal(ring, np.arange(ring.size)):
+      return None
+    return np.argsort(ring, kind='stable')
+
+
+def _grid_mapping_names(ds) -> set[str]:
+  """Variables named by `grid_mapping` attrs ('crs' and 'crs: cell' forms)."""
+  attrs = [dict(getattr(ds, 'attrs', {}))] + [dict(v.attrs) for v in _variables(ds).values()]
+  names = set()
+  for a in attrs:
+    if 'grid_mapping' in a:
+      tokens = str(a['grid_mapping']).replace(',', ' ').split()
+      keyed = [t[:-1] for t in tokens if t.endswith(':')]  # 'crs: cell' form
+      names.update(keyed or tokens)
+  return names
+
+
+def _variables(ds) -> dict:
+  """Coordinates and (for a Dataset) data variables, by name."""
+  out = dict(ds.coords)
+  if hasattr(ds, 'data_vars'):
+    out.update(ds.data_vars)
+  return out
+
+
+def _is_healpix_mapping(name, var, mapping_names) -> bool:
+  gm = str(var.attrs.get('grid_mapping_name', '')).lower()
+  if gm == 'healpix':
+    return True
+  return name in mapping_names and not gm and (
+      'healpix_nside' in var.attrs or 'healpix_order' in var.attrs)
+
+
+def _healpix_declarations(ds, pix_name: str):
+  """(nside declarations, order declarations, cell-id coordinate candidates).
+
+  Declarations are (where, value) pairs; candidates are (coordinate name, where).
+  """
+  nsides, orders, ids = [], [], []
+
+  def level(where, value):
+    nsides.append((where, 2 ** int(value)))
+
+  variables = _variables(ds)
+  # xdggs: grid metadata on the cell-id coordinate.
+  for name, c in ds.coords.items():
+    if c.dims == (pix_name,) and str(c.attrs.get('grid_name', '')).lower() == 'healpix':
+      where = f'the {name!r} coordinate (xdggs)'
+      if 'level' in c.attrs:
+        level(f'{where} level', c.attrs['level'])
+      if 'nside' in c.attrs:
+        nsides.append((f'{where} nside', int(c.attrs['nside'])))
+      orders.append((f'{where} indexing_scheme', c.attrs.get('indexing_scheme', 'nested')))
+      ids.append((name, where))
+  # xdggs, decoded: a HealpixIndex (attrs are gone, the index holds them).
+  for name, index in getattr(ds, 'xindexes', {}).items():
+    info = getattr(index, 'grid_info', None)
+    if info is not None and type(info).__name__ == 'HealpixInfo' and name in ds.coords and (
+        ds[name].dims == (pix_name,)):
+      where = f'the xdggs index of {name!r}'
+      level(f'{where} (level)', info.level)
+      orders.append((f'{where} (indexing_scheme)', info.indexing_scheme))
+      ids.append((name, where))
+  # zarr DGGS convention.
+  dggs = getattr(ds, 'attrs', {}).get('dggs')
+  if isinstance(dggs, dict) and str(dggs.get('name', '')).lower() == 'healpix':
+    where = "the dataset attr 'dggs' (zarr DGGS convention)"
+    if 'refinement_level' in dggs:
+      level(f'{where} refinement_level', dggs['refinement_level'])
+    orders.append((f'{where} indexing_scheme', dggs.get('indexing_scheme', 'nested')))
+    coord = dggs.get('coordinate')
+    if coord in ds.coords and ds[coord].dims == (pix_name,):
+      ids.append((coord, where))
+  # CF grid mappings (CF 1.13 and easy.gems / CDO attrs).
+  mapping_names = _grid_mapping_names(ds)
   for name, v in variables.items():
-    if name in mapping_names or str(v.attrs.get('grid_mapping_name', '')).lower() == 'healpix':
-      attrs.update(v.attrs)
-  return attrs
+    if not _is_healpix_mapping(name, v, mapping_names):
+      continue
+    where = f'the grid mapping {name!r}'
+    if 'refinement_level' in v.attrs:
+      level(f'{where} refinement_level', v.attrs['refinement_level'])
+    if 'healpix_nside' in v.attrs:
+      nsides.append((f'{where} healpix_nside', int(v.attrs['healpix_nside'])))
+    for key in ('indexing_scheme', 'healpix_order'):
+      if key in v.attrs:
+        orders.append((f'{where} {key}', v.attrs[key]))
+  for name, c in ds.coords.items():
+    if c.dims == (pix_name,) and str(c.attrs.get('standard_name', '')) == 'healpix_index':
+      ids.append((name, f'the {name!r} coordinate (CF healpix_index)'))
+  # Plain attrs.
+  for where, attrs in ((f'the attrs of {pix_name!r}',
+                        ds[pix_name].attrs if pix_name in ds.coords else {}),
+                       ('the dataset attrs', getattr(ds, 'attrs', {}))):
+    for key in ('healpix_nside', 'nside'):
+      if key in attrs:
+        nsides.append((f'{where} ({key})', int(attrs[key])))
+    for key in ('healpix_order', 'order'):
+      if key in attrs:
+        orders.append((f'{where} ({key})', attrs[key]))
+  # Integer coordinates on the pixel dim: `cell_ids`, the dim's own coordinate.
+  for name in ('cell_ids', pix_name):
+    if name in ds.coords and ds[name].dims == (pix_name,) and np.issubdtype(
+        ds[name].dtype, np.integer):
+      ids.append((name, f'the {name!r} coordinate'))
+  return nsides, orders, ids
 
 
-def _detect_healpix(ds, pix_name: str) -> HealpixGrid:
-  npix = int(ds.sizes[pix_name])
-  attrs = _healpix_attrs(ds, pix_name)
-  nside = int(round(np.sqrt(npix / 12)))
-  if 12 * nside * nside != npix:
-    raise ValueError(f'dim {pix_name!r} has {npix} points, which is not 12*nside^2 '
-                     'for any nside: not a HEALPix grid')
-  declared = attrs.get('healpix_nside', attrs.get('nside'))
-  if declared is not None and int(declared) != nside:
-    raise ValueError(f'attrs say nside={declared} but dim {pix_name!r} has {npix} '
-                     f'points (nside={nside})')
-  order = str(attrs.get('healpix_order', attrs.get('order', 'ring'))).lower()
-  if order not in ('ring',):
-    raise ValueError(f'HEALPix order {order!r} found; sphere_plugin works in RING '
-                     'order: reorder with grids.ring_to_nested / nested_to_ring')
+def _agreed(declarations, what: str, normalise=lambda v: v):
+  """The one value all declarations give (None if none); ValueError if they differ."""
+  values = {}
+  for where, value in declarations:
+    values.setdefault(normalise(value), []).append(where)
+  if len(values) > 1:
+    said = '; '.join(f'{", ".join(w)} say{"s" if len(w) == 1 else ""} {v}'
+                     for v, w in values.items())
+    raise ValueError(f'the HEALPix {what} is declared inconsistently: {said}')
+  if not values:
+    return None, None
+  (value, wheres), = values.items()
+  return value, wheres[0]
+
+
+def healpix_layout(ds) -> HealpixLayout:
+  """Detects a HEALPix dataset's grid, pixel order and cell ids.
+
+  Accepts RING and NESTED order declared the ecosystem's ways (xdggs, the zarr
+  DGGS convention, CF 1.13's healpix grid mapping, easy.gems / CDO, plain
+  `healpix_nside` / `healpix_order` attrs; see the comment above), and any
+  permutation of the cells given by integer cell ids. The library works in
+  RING order: `layout.to_ring` (or `to_ring(ds)`) reorders.
+
+  Args:
+    ds: a Dataset or DataArray with a HEALPix pixel dim (see `spatial_dims`).
+
+  Returns:
+    the HealpixLayout.
+
+  Raises:
+    ValueError: in one line, when the declarations disagree, the order is not
+      RING or NESTED, cell ids repeat or are out of range, the data cover part
+      of the sphere only (the transforms need all of it: says how many and
+      which cells are missing), or per-pixel lat/lon coordinates are not the
+      centres of the declared cells.
+  """
+  dims = spatial_dims(ds)
+  if len(dims) != 1:
+    raise ValueError(f'not a HEALPix dataset: its spatial dims are {dims}')
+  pix_name = dims[0]
+  size = int(ds.sizes[pix_name])
+  nsides, orders, id_candidates = _healpix_declarations(ds, pix_name)
+  declared_nside, nside_where = _agreed(nsides, 'nside')
+  order, order_where = _agreed(orders, 'order', healpix_order)
+  if order is None:
+    order, order_where = 'ring', 'nothing (RING assumed)'
+  # The cell ids: the first candidate; every other must hold the same values.
+  cell_ids, id_coords = None, []
+  for name, where in id_candidates:
+    if name in id_coords:
+      continue
+    values = np.asarray(ds[name].values).astype(np.int64)
+    if cell_ids is None:
+      cell_ids, ids_where = values, where
+    elif not np.array_equal(values, cell_ids):
+      raise ValueError(f'{where} and {ids_where} hold different cell ids')
+    id_coords.append(name)
+  if declared_nside is not None:
+    nside = int(declared_nside)
+  else:
+    nside = int(round(np.sqrt(size / 12)))
+    if 12 * nside * nside != size:
+      raise ValueError(f'dim {pix_name!r} has {size} points, which is not 12*nside^2 '
+                       'for any nside: not a HEALPix grid (a partial sky needs its nside '
+                       'declared, and the transforms need the full sphere)')
+  if nside < 1:
+    raise ValueError(f'HEALPix nside must be >= 1, {nside_where} says {nside}')
   grid = HealpixGrid(nside)
-  # The data must be stored in RING order, pixel i at index i: check what the
-  # coordinates say.
-  if pix_name in ds.coords and np.issubdtype(ds[pix_name].dtype, np.integer):
-    if np.any(np.asarray(ds[pix_name].values) != np.arange(npix)):
-      raise ValueError(f'the {pix_name!r} coordinate is not 0..{npix - 1} in order; sort '
-                       f'the data by it first (ds.sortby({pix_name!r}))')
+  npix = grid.npix
+  if order == 'nested' and nside & (nside - 1):
+    raise ValueError(f'NESTED order needs nside a power of two; {order_where} says nested '
+                     f'and nside is {nside}')
+  if cell_ids is None:
+    if size != npix:
+      not_healpix = ('' if 12 * round(np.sqrt(size / 12)) ** 2 == size
+                     else ', not 12*nside^2 for any nside')
+      raise ValueError(f'attrs say nside={nside} ({nside_where}) but dim {pix_name!r} has '
+                       f'{size} points (npix={npix}{not_healpix}); a partial sky needs '
+                       'cell ids (a cell_ids coordinate), and the transforms need the '
+                       'full sphere')
+    cell_ids = np.arange(npix, dtype=np.int64)
+  else:
+    bad = (cell_ids < 0) | (cell_ids >= npix)
+    if bad.any():
+      raise ValueError(f'cell ids {cell_ids[bad][:_MISSING_SHOWN].tolist()} ({ids_where}) '
+                       f'are outside 0..{npix - 1} of healpix:{nside}')
+    seen = np.bincount(cell_ids, minlength=npix)
+    if (seen > 1).any():
+      raise ValueError(f'cell ids repeat ({ids_where}): e.g. '
+                       f'{np.flatnonzero(seen > 1)[:_MISSING_SHOWN].tolist()}')
+    if size != npix:
+      missing = np.flatnonzero(seen == 0)
+      shown = ', '.join(map(str, missing[:_MISSING_SHOWN].tolist()))
+      raise ValueError(
+          f'partial-sky HEALPix data: {size} of the {npix} cells of healpix:{nside} '
+          f'({order} order); the spherical transforms need the full sphere: '
+          f'{missing.size} cells missing ({order} ids {shown}'
+          f'{", ..." if missing.size > _MISSING_SHOWN else ""})')
+  layout = HealpixLayout(grid=grid, dim=pix_name, order=order, cell_ids=cell_ids,
+                         declared_by=order_where, id_coords=tuple(id_coords))
+  _check_pixel_centres(ds, layout)
+  return layout
+
+
+def _check_pixel_centres(ds, layout: HealpixLayout) -> None:
+  """Per-pixel lat/lon coordinates, if any, must be the centres of the declared cells."""
+  pix_name = layout.dim
   lat_name, lon_name = _find(ds, _LAT_NAMES), _find(ds, _LON_NAMES)
-  if (lat_name is not None and lon_name is not None
-      and ds[lat_name].dims == (pix_name,) and ds[lon_name].dims == (pix_name,)):
-    lat = np.radians(np.asarray(ds[lat_name].values, np.float64))
-    lon = np.radians(np.asarray(ds[lon_name].values, np.float64))
-    ref_lat, ref_lon = np.radians(grid.latitudes), np.radians(grid.longitudes)
-    cos_d = (np.sin(lat) * np.sin(ref_lat)
-             + np.cos(lat) * np.cos(ref_lat) * np.cos(lon - ref_lon))
-    worst = np.degrees(np.arccos(np.clip(cos_d.min(), -1, 1)))
-    if worst > 1e-3:
-      raise ValueError(f'the per-pixel {lat_name}/{lon_name} coordinates are not the '
-                       f'RING-order centres of healpix:{nside} (off by up to {worst:.3g} '
-                       'degrees); NESTED data must be reordered with '
-                       'grids.nested_to_ring first')
-  return grid
+  if (lat_name is None or lon_name is None
+      or ds[lat_name].dims != (pix_name,) or ds[lon_name].dims != (pix_name,)):
+    return
+  lat = np.radians(np.asarray(ds[lat_name].values, np.float64))
+  lon = np.radians(np.asarray(ds[lon_name].values, np.float64))
+  ring = layout.ring_index
+  ref_lat, ref_lon = np.radians(layout.grid.latitudes[ring]), np.radians(
+      layout.grid.longitudes[ring])
+  cos_d = (np.sin(lat) * np.sin(ref_lat)
+           + np.cos(lat) * np.cos(ref_lat) * np.cos(lon - ref_lon))
+  worst = np.degrees(np.arccos(np.clip(cos_d.min(), -1, 1)))
+  if worst > 1e-3:
+    raise ValueError(
+        f'the per-pixel {lat_name}/{lon_name} coordinates are not the centres of the '
+        f'cells of healpix:{layout.grid.nside} in {layout.order.upper()} order (off by up '
+        f'to {worst:.3g} degrees; the order came from {layout.declared_by}): declare the '
+        "order the data are in (e.g. healpix_order='nest')")
+
+
+def to_ring(ds):
+  """`ds` with its HEALPix pixel dim in RING order; lat-lon data unchanged.
+
+  Data and the pixel dim's other coordinates (e.g. per-pixel lat/lon) move
+  together; the old HEALPix description (cell-id coordinates, xdggs index,
+  grid-mapping variables, order attrs) is replaced by a RING one
+  (`healpix_coords` without lat/lon), so the result says RING whatever is
+  selected from it later. Lazy (dask) data stay lazy.
+
+  Args:
+    ds: Dataset or DataArray on a grid `from_dataset` detects.
+
+  Returns:
+    the reordered Dataset/DataArray; `ds` itself when it already is in RING
+    order (its description then stays as it is).
+  """
+  if len(spatial_dims(ds)) != 1:
+    return ds
+  layout = healpix_layout(ds)
+  perm = layout.to_ring
+  if perm is None:
+    return ds
+  dim = layout.dim
+  mappings = healpix_metadata_names(ds)
+  ds = ds.drop_vars([n for n in (*layout.id_coords, *mappings) if n in _variables(ds)])
+  ds = ds.isel({dim: perm})
+  # The stale description: order attrs and references to the dropped mappings.
+  def clean(attrs):
+    for key in ('healpix_order', 'order', 'healpix_nside', 'nside', 'dggs'):
+      attrs.pop(key, None)
+    if attrs.get('grid_mapping') is not None and set(
+        str(attrs['grid_mapping']).replace(':', ' ').split()) & mappings:
+      attrs.pop('grid_mapping')
+  ds = ds.copy(deep=False)
+  clean(ds.attrs)
+  for v in _variables(ds).values():
+    clean(v.attrs)
+  coords = {k: v for k, v in healpix_coords(layout.grid, 'ring', dim).items()
+            if k not in ('latitude', 'longitude')}
+  ds = ds.assign_coords(coords)
+  for v in (ds.data_vars.values() if hasattr(ds, 'data_vars') else [ds]):
+    if dim in v.dims:
+      v.attrs['grid_mapping'] = 'crs'
+  return ds
+
+
+def healpix_coords(grid: HealpixGrid | str, order: str = 'ring', dim: str = 'pixel') -> dict:
+  """Coordinates that describe HEALPix data stored in `order` along `dim`.
+
+  What `ds.sphere.regrid` writes, readable by xdggs (`xdggs.decode`), CF 1.13
+  readers and easy.gems / CDO:
+
+  * `dim`: the cell index 0..npix-1 (CF standard_name 'healpix_index', attrs
+    healpix_nside / healpix_order as before);
+  * `cell_ids`: the same ids with xdggs' attrs (grid_name='healpix', level,
+    indexing_scheme), when nside is a power of two (xdggs and CF need a level);
+  * `crs`: the grid mapping: grid_mapping_name='healpix', refinement_level,
+    indexing_scheme (CF 1.13), healpix_nside, healpix_order ('ring' / 'nest',
+    easy.gems and CDO); data variables name it in their `grid_mapping` attr;
+  * `latitude`, `longitude`: the cell centres, degrees.
+
+  Args:
+    grid: a HEALPix grid or its text form.
+    order: 'ring' or 'nested' ('nest').
+    dim: the pixel dim's name.
+
+  Returns:
+    {name: (dims, values, attrs)}, what `xr.Dataset(coords=...)` takes.
+
+  Raises:
+    ValueError: 'nested' for an nside that is not a power of two.
+  """
+  grid = parse(grid)
+  if not isinstance(grid, HealpixGrid):
+    raise ValueError(f'healpix_coords needs a HEALPix grid, got {grid}')
+  order = healpix_order(order)
+  nside, npix = grid.nside, grid.npix
+  power_of_two = not nside & (nside - 1)
+  if order == 'nested' and not power_of_two:
+    raise ValueError(f'NESTED order needs nside a power of two, got healpix:{nside}')
+  ids = np.arange(npix, dtype=np.int64)
+  ring = ids if order == 'ring' else healpix_lib.nested_to_ring(nside)
+  easygems_order = 'ring' if order == 'ring' else 'nest'
+  mapping = {'grid_mapping_name': 'healpix'}
+  coords = {
+      dim: ((dim,), ids, {'standard_name': 'healpix_index', 'units': '1',
+                          'healpix_nside': nside, 'healpix_order': easygems_order}),
+  }
+  if power_of_two:
+    level = int(nside).bit_length() - 1
+    coords['cell_ids'] = ((dim,), ids, {'grid_name': 'healpix', 'level': level,
+                                        'indexing_scheme': order})
+    mapping.update(refinement_level=level, indexing_scheme=order)
+  mapping.update(healpix_nside=nside, healpix_order=easygems_order)
+  coords['crs'] = ((), np.int32(0), mapping)
+  coords['latitude'] = ((dim,), grid.latitudes[ring], {'units': 'degrees_north',
+                                                       'standard_name': 'latitude'})
+  coords['longitude'] = ((dim,), grid.longitudes[ring], {'units': 'degrees_east',
+                                                         'standard_name': 'longitude'})
+  return coords
+
+
+def healpix_metadata_names(ds) -> set[str]:
+  """Names of the HEALPix grid-mapping variables of `ds` (such as easy.gems' `crs`):
+  they describe the source layout only, so regridding drops them."""
+  variables = _variables(ds)
+  mapping_names = _grid_mapping_names(ds)
+  return {n for n, v in variables.items() if _is_healpix_mapping(n, v, mapping_names)}
 
 
 def _latlon_candidates(nlat: int):

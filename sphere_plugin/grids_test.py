@@ -484,11 +484,21 @@ def test_from_dataset_rejects_nside_mismatch():
 
 
 @pytest.mark.parametrize('attrs', [{'healpix_nside': 4, 'healpix_order': 'NESTED'},
-                                   {'nside': 4, 'order': 'nested'}])
-def test_from_dataset_rejects_nested_order(attrs):
+                                   {'nside': 4, 'order': 'nested'},
+                                   {'healpix_order': 'nest'}])
+def test_from_dataset_reads_nested_order(attrs):
+  """NESTED used to be refused; it is read now, and the layout says so."""
   ds = xr.Dataset({'t': (('pixel',), np.zeros(12 * 4**2))}, attrs=attrs)
+  assert grids.from_dataset(ds) == grids.healpix(4)
+  layout = grids.healpix_layout(ds)
+  assert layout.order == 'nested'
+  np.testing.assert_array_equal(layout.ring_index, healpy.nest2ring(4, np.arange(192)))
+
+
+def test_from_dataset_rejects_unknown_order():
+  ds = xr.Dataset({'t': (('pixel',), np.zeros(12 * 4**2))}, attrs={'healpix_order': 'zuniq'})
   message = _error(ds)
-  assert 'nested' in message.lower() and 'RING' in message
+  assert "'zuniq'" in message and 'nested' in message
 
 
 def test_from_dataset_rejects_no_grid_dims():
@@ -505,18 +515,32 @@ def _healpix_dataset(nside, nest=False, **attrs):
                             'lon': ('cell', lon)}, attrs=attrs)
 
 
-def test_from_dataset_healpix_refuses_nested_or_permuted_data():
-  """easy.gems-style layouts: a `cell` dim, per-pixel lat/lon, a `crs` grid mapping."""
+def test_from_dataset_healpix_reads_nested_and_permuted_data():
+  """easy.gems-style layouts: a `cell` dim, per-pixel lat/lon, a `crs` grid mapping.
+
+  These were refused before; now they are read and `to_ring` reorders them
+  (healpy's pix2ang(nest=True) places the reference values).
+  """
   ring = _healpix_dataset(8)
   assert grids.from_dataset(ring) == grids.healpix(8)
+  assert grids.to_ring(ring) is ring
   nested = _healpix_dataset(8, nest=True)
   nested['crs'] = ((), 0, {'grid_mapping_name': 'healpix', 'healpix_nside': 8,
                            'healpix_order': 'nest'})
-  with pytest.raises(ValueError, match="order 'nest'"):
-    grids.from_dataset(nested)
-  with pytest.raises(ValueError, match='not the RING-order centres'):
-    grids.from_dataset(nested.drop_vars('crs'))  # the coordinates give it away
+  assert grids.from_dataset(nested) == grids.healpix(8)
+  assert grids.healpix_layout(nested).order == 'nested'
+  np.testing.assert_array_equal(grids.to_ring(nested)['tas'].values, ring['tas'].values)
+  # Undeclared, the order is RING; the per-pixel coordinates then give it away.
+  with pytest.raises(ValueError, match='not the centres .* RING order'):
+    grids.from_dataset(nested.drop_vars('crs'))
+  # Any permutation given by the cell ids is undone.
   permuted = ring.isel(cell=np.random.default_rng(0).permutation(768))
-  with pytest.raises(ValueError, match='sortby'):
-    grids.from_dataset(permuted)
-  assert grids.from_dataset(permuted.sortby('cell')) == grids.healpix(8)
+  assert grids.from_dataset(permuted) == grids.healpix(8)
+  back = grids.to_ring(permuted)
+  for name in ('tas', 'lat', 'lon', 'cell'):
+    np.testing.assert_array_equal(back[name].values, ring[name].values)
+  # The result describes itself as RING: selecting from it cannot lose that.
+  assert back.crs.attrs['healpix_order'] == 'ring' and back.tas.attrs['grid_mapping'] == 'crs'
+  assert grids.healpix_layout(back[['tas']]).to_ring is None
+  back_nested = grids.to_ring(nested)[['tas']]  # the crs data variable is gone, its coord kept
+  assert grids.healpix_layout(back_nested).to_ring is None

@@ -9,7 +9,10 @@ spatial dims: `(..., path, *coarse dims)`, with path coordinates `depth`, `j1`,
 `j2` (-1 where a path has no such scale) and the labels of
 `ScatteringTransform.path_labels`. The coarse grid's dims keep the input's
 names (lat-lon: longitude/latitude ascending; HEALPix: a RING-order pixel dim
-with `healpix_nside` / `healpix_order` attrs), so `grids.from_dataset` reads it.
+described as `grids.healpix_coords` does: xdggs `cell_ids`, a CF / easy.gems
+`crs` grid mapping), so `grids.from_dataset` and `xdggs.decode` read it. HEALPix
+input may be in any order the conventions declare (NESTED included): it is
+reordered to RING first (`grids.to_ring`).
 Parameters are stored as `scattering_*` attrs; `scatter_file` reuses an
 existing output only when they and a SHA-256 digest of the source's content
 match (size and mtime would miss data replaced by `cp -p` or rsync).
@@ -34,10 +37,11 @@ VERSION = 1
 
 
 def _canonical(ds: xr.Dataset, grid) -> xr.Dataset:
-  """Sorts lat-lon data to latitude ascending and longitude from 0 (our axis order)."""
+  """Sorts lat-lon data to latitude ascending and longitude from 0, HEALPix data to
+  RING order (our axis order)."""
   dims = grids_lib.spatial_dims(ds)
   if isinstance(grid, grids_lib.HealpixGrid):
-    return ds
+    return grids_lib.to_ring(ds)
   lon, lat = dims
   ds = ds.assign_coords({lon: np.mod(ds[lon].values.astype(np.float64), 360.0)})
   return ds.sortby([lon, lat])
@@ -47,9 +51,8 @@ def _coarse_coords(ds: xr.Dataset, grid, coarse) -> dict:
   dims = grids_lib.spatial_dims(ds)
   if isinstance(coarse, grids_lib.HealpixGrid):
     name = dims[0] if isinstance(grid, grids_lib.HealpixGrid) else 'pixel'
-    pix = xr.DataArray(np.arange(coarse.npix), dims=(name,),
-                       attrs={'healpix_nside': coarse.nside, 'healpix_order': 'ring'})
-    return {name: pix}
+    return {k: xr.Variable(*v) for k, v in grids_lib.healpix_coords(coarse, 'ring', name).items()
+            if k in (name, 'cell_ids', 'crs')}
   lon, lat = dims if not isinstance(grid, grids_lib.HealpixGrid) else ('longitude', 'latitude')
   return {lon: xr.DataArray(coarse.longitudes, dims=(lon,), attrs={'units': 'degrees_east'}),
           lat: xr.DataArray(coarse.latitudes, dims=(lat,), attrs={'units': 'degrees_north'})}
@@ -103,7 +106,7 @@ def scatter_dataset(ds: xr.Dataset, *, variables=None, batch_size: int = 16,
   transform = scattering.ScatteringTransform(grid, **params)
   coarse = transform.coarse_grid
   coords = _coarse_coords(ds, grid, coarse)
-  cdims = tuple(coords)
+  cdims = tuple(k for k, v in coords.items() if v.dims == (k,))
   paths = transform.paths
   path_coords = {
       'path': ('path', list(transform.path_labels)),
@@ -144,9 +147,14 @@ def scatter_dataset(ds: xr.Dataset, *, variables=None, batch_size: int = 16,
       i += len(x)
       bar.update(1)
     res = res.reshape(shape + res.shape[1:])
+    attrs = dict(da.attrs)
+    if isinstance(coarse, grids_lib.HealpixGrid):
+      attrs['grid_mapping'] = 'crs'
+    else:
+      attrs.pop('grid_mapping', None)
     out[name] = xr.DataArray(res, dims=(*other, 'path', *cdims),
                              coords={d: da[d] for d in other if d in da.coords},
-                             attrs=dict(da.attrs))
+                             attrs=attrs)
   bar.close()
   result = xr.Dataset(out).assign_coords(path_coords).assign_coords(coords)
   for c, v in ds.coords.items():  # non-spatial coords (time, level, ...)

@@ -3,7 +3,10 @@
     sphere-regrid --input=era5.zarr --output=era5_hp64.zarr --grid=healpix:64 \
         --method=spectral --chunk=time=8
 
-(or `python tools/regrid.py ...`). The input is read lazily (zarr through
+(or `python tools/regrid.py ...`). HEALPix input may be in RING or NESTED
+order as xdggs, CF 1.13 or easy.gems declare it (reordered to RING inside);
+HEALPix output is in `--healpix_order` (ring by default) and says so for all
+three. The input is read lazily (zarr through
 xarray-tensorstore, netCDF through xarray); each chunk along `--chunk` is read,
 regridded with `ds.sphere.regrid` and appended to `<output>.partial-<pid>`,
 which is renamed to `--output` only when every chunk is written.
@@ -82,6 +85,10 @@ _CHUNK = flags.DEFINE_string('chunk', None,
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace an existing output.')
 _LMAX = flags.DEFINE_integer('lmax', None, 'Spectral band limit (default: what both grids resolve).')
 _TAPER = flags.DEFINE_float('taper', None, 'Spectral: fraction of the top degrees rolled off.')
+_HEALPIX_ORDER = flags.DEFINE_enum(
+    'healpix_order', None, ['ring', 'nested', 'nest'],
+    "Pixel order of a HEALPix output (default ring); 'nested' needs nside a power of two. "
+    'Either way it is written as xdggs, CF 1.13 and easy.gems describe it.')
 _REMOVE_STALE = flags.DEFINE_bool(
     'remove_stale_partials', False,
     'Remove <output>.partial-<pid> paths left by runs whose process is gone (by default they '
@@ -277,15 +284,17 @@ def _regrid_later_chunk(part, dim, target, to_regrid, partial, pairs, options):
 def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral', *,
                 variables=None, vector_pairs='auto', chunk: str | None = None,
                 overwrite: bool = False, lmax: int | None = None,
-                taper: float | None = None, progress: bool = True,
-                remove_stale_partials: bool = False) -> str:
+                taper: float | None = None, order: str | None = None,
+                progress: bool = True, remove_stale_partials: bool = False) -> str:
   """Regrids a dataset file to `grid`, streaming along the chunk dim.
 
   Args:
     input_path: zarr store or netCDF file.
     output: path written (zarr if it ends with .zarr, else netCDF).
     grid: target grid text form.
-    method, variables, vector_pairs, lmax, taper: as `ds.sphere.regrid`.
+    method, variables, vector_pairs, lmax, taper, order: as `ds.sphere.regrid`
+      (HEALPix input in any order the conventions declare; `order` is the
+      HEALPix output's, default 'ring').
     chunk: 'dim=size' streamed per step (see `parse_chunk`).
     overwrite: replace an existing output, also one that appeared during the
       run (without it, such an output is kept and FileExistsError raised).
@@ -311,7 +320,7 @@ def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral
   # Every check before any work (plan() also sizes the regridder: regrid.memory).
   ds, _, _, spatial, to_regrid, partial, pairs, _ = accessor.plan(
       ds, target, method, variables=variables, vector_pairs=vector_pairs, lmax=lmax,
-      taper=taper)
+      taper=taper, order=order)
   if progress:
     _note(f'regridder ready in {time.time() - prepared:.1f} s')
   _check_not_empty(ds, input_path)
@@ -319,7 +328,8 @@ def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral
   total, steps = chunk_steps(dim, size, ds.sizes[dim] if dim is not None else 1)
   to_zarr = output.rstrip('/').endswith('.zarr')
   # One ringing report for the run: its warning comes once per variable, not per chunk.
-  options = dict(method=method, lmax=lmax, taper=taper, ringing=accessor.RingingReport())
+  options = dict(method=method, lmax=lmax, taper=taper, order=order,
+                 ringing=accessor.RingingReport())
   missing_later = set()  # variables whose NaN showed up after the first chunk
   started = time.time()
   # Signals raise inside; the partial is removed only once every writer has stopped.
@@ -390,7 +400,7 @@ def main(argv) -> int:
                 variables=_VARIABLES.value,
                 vector_pairs=parse_vector_pairs(_VECTOR_PAIRS.value), chunk=_CHUNK.value,
                 overwrite=_OVERWRITE.value, lmax=_LMAX.value, taper=_TAPER.value,
-                remove_stale_partials=_REMOVE_STALE.value)
+                order=_HEALPIX_ORDER.value, remove_stale_partials=_REMOVE_STALE.value)
 
   return errors.run_main('regrid', work, stopped_note='; the partial output was removed')
 

@@ -28,13 +28,17 @@ def canonicalize(ds: xr.Dataset) -> xr.Dataset:
   """Lazily puts a Dataset in our layout (see the module docstring).
 
   Variables become (time, level, <other dims>..., longitude, latitude) (or
-  (..., pixel)), missing dims skipped; a descending latitude is flipped; an
-  unsorted time axis is sorted. Nothing is read.
+  (..., pixel)), missing dims skipped; a descending latitude is flipped;
+  HEALPix data in NESTED (or permuted) order are put in RING order
+  (`grids.to_ring`, which rewrites the order attrs); an unsorted time axis is
+  sorted. Nothing is read.
 
   Raises:
-    ValueError: no global grid, or repeated times.
+    ValueError: no global grid (partial-sky HEALPix included), or repeated times.
   """
   dims = grids_lib.spatial_dims(ds)
+  if len(dims) == 1:
+    ds = grids_lib.to_ring(ds)
   if len(dims) == 2:
     lat = np.asarray(ds[dims[1]].values)
     if lat.size > 1 and lat[0] > lat[-1]:

@@ -232,6 +232,10 @@ def _score(forecast: xr.Dataset, truth: xr.Dataset, per_pair, finish,
   """Applies per_pair(f, t[, clim_at_valid]) -> (time, ...) per lead, then finish(mean)."""
   _check_forecast(forecast)
   _check_truth(truth)
+  # HEALPix in NESTED or permuted order: all in RING, so cells pair up by position.
+  forecast, truth = grids_lib.to_ring(forecast), grids_lib.to_ring(truth)
+  if clim is not None:
+    clim = grids_lib.to_ring(clim)
   names = _common_variables(forecast, truth)
   t_al = _aligned_truth(truth, forecast, names)
   weights = area_weights(forecast)

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+import sphere_plugin  # registers ds.sphere
 from sphere_plugin.weather import evaluation
 from sphere_plugin import grids
 
@@ -155,6 +156,26 @@ def test_rmse_does_not_depend_on_layout():
   got = evaluation.rmse(fc, flipped)
   for name in ref.data_vars:
     np.testing.assert_allclose(got[name].values, ref[name].values, rtol=1e-12)
+
+
+def test_rmse_pairs_healpix_cells_whatever_their_order():
+  """A NESTED forecast against RING truth: cells pair by identity, not position.
+
+  Reference: the all-RING score; the NESTED copy is made by healpy's nest2ring.
+  """
+  import healpy  # pylint: disable=g-import-not-at-top
+  truth = _truth().sphere.regrid('healpix:4', 'nearest')
+  fc = _random_forecast(truth, truth.time.values[:4], ['6h'])
+  ref = evaluation.rmse(fc, truth)
+  nest2ring = healpy.nest2ring(4, np.arange(192))
+  nested = fc.isel(pixel=nest2ring).drop_vars(['pixel', 'cell_ids', 'latitude', 'longitude',
+                                                'crs'])
+  nested = nested.assign_attrs(healpix_nside=4, healpix_order='nest')
+  got = evaluation.rmse(nested, truth)
+  for name in ref.data_vars:
+    np.testing.assert_allclose(got[name].values, ref[name].values, rtol=1e-12)
+  scrambled = evaluation.rmse(nested.assign_attrs(healpix_order='ring'), truth)
+  assert not np.allclose(scrambled['temperature'].values, ref['temperature'].values)
 
 
 def test_persistence_forecast_and_zero_lead():

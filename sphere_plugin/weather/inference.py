@@ -126,6 +126,8 @@ class TrainedForecaster:
         raise ValueError('predict needs a time coordinate (initial times)')
       ds = ds.expand_dims('time')
     source = grids_lib.from_dataset(ds)
+    original = ds  # HEALPix in another order: RING inside, the input's order out
+    ds = grids_lib.to_ring(ds)
     needed = (list(self.data.spec.level_variables) + list(self.data.spec.surface_variables))
     missing = [v for v in needed if v not in ds.data_vars]
     if missing:
@@ -138,14 +140,16 @@ class TrainedForecaster:
     for i in bar:  # streamed: memory is one output + one batch
       part = self._predict_batch(ds.isel(time=slice(i, i + batch_size)), needed, source, steps,
                                  regrid_method)
+      if ds is not original:
+        part = _in_layout_of(part, original)
       if out is None:
         out = _grown_along_time(part, ds['time'])
       for name, v in _time_variables(part).items():
         out[name].variable[{'time': slice(i, i + part.sizes['time'])}] = v
     for name in out.data_vars:
-      if name in ds.data_vars:
-        out[name].attrs = dict(ds[name].attrs)
-    out.attrs = dict(ds.attrs, forecast_model=self.workdir or '', forecast_step=self.step)
+      if name in original.data_vars:
+        out[name].attrs = dict(original[name].attrs)
+    out.attrs = dict(original.attrs, forecast_model=self.workdir or '', forecast_step=self.step)
     # The input's regrid attrs describe how the input was made, not this output.
     for key in ('regrid_method', 'regrid_source_grid'):
       out.attrs.pop(key, None)
@@ -171,6 +175,31 @@ def _grown_along_time(part: xr.Dataset, time: xr.DataArray) -> xr.Dataset:
   coords = {k: v for k, v in grown.items() if k in part.coords}
   data = {k: v for k, v in grown.items() if k not in part.coords}
   return static.assign_coords({'time': time.variable, **coords}).assign(data)
+
+
+def _in_layout_of(out: xr.Dataset, original: xr.Dataset) -> xr.Dataset:
+  """A RING-order HEALPix result put back in the pixel order and description of
+  `original` (NESTED, permuted cells: whatever `grids.healpix_layout` read)."""
+  layout = grids_lib.healpix_layout(original)
+  out_dim = grids_lib.spatial_dims(out)[0]
+  ring = grids_lib.healpix_layout(out).ring_index
+  position = np.empty_like(ring)
+  position[ring] = np.arange(ring.size)  # where each RING pixel sits in `out`
+  out = out.isel({out_dim: position[layout.ring_index]})
+  out = out.drop_vars([n for n, c in out.coords.items() if out_dim in c.dims or n in
+                       grids_lib.healpix_metadata_names(out)])
+  if out_dim != layout.dim:
+    out = out.rename({out_dim: layout.dim})
+  mappings = grids_lib.healpix_metadata_names(original)
+  keep = {n: v for n, v in original.variables.items()
+          if (layout.dim in v.dims and n in original.coords and 'time' not in v.dims)
+          or n in mappings}
+  out = out.assign_coords(keep)
+  for name, v in out.data_vars.items():
+    v.attrs.pop('grid_mapping', None)
+    if name in original.data_vars and 'grid_mapping' in original[name].attrs:
+      v.attrs['grid_mapping'] = original[name].attrs['grid_mapping']
+  return out
 
 
 def _like(out: xr.Dataset, ds: xr.Dataset) -> xr.Dataset:
