@@ -20,6 +20,11 @@ Two layouts exist:
 * 'complex' (any spin, complex fields): m = -lmax..lmax, all rings, all degrees:
   (2 lmax + 1, nrings, lmax + 1).
 
+HEALPix analysis also needs a preconditioner for its conjugate-gradient
+refinement (`healpix_preconditioner`): per order m the inverse Gram matrix
+(S_m^T W S_m)^{-1} of the ring synthesis with the ring weights, (2 lmax + 1,
+lmax + 1, lmax + 1) in the complex m layout for either path.
+
 Tables are never flax parameters and never go into checkpoints.
 """
 
@@ -200,6 +205,53 @@ def _build(grid: grids_lib.Grid, lmax: int, spin: int, real: bool) -> Tables:
     analysis = ((_projection(synth_full, weight, ms, spin),) if project
                 else (synth_full * weight[None, :, None],))
   return Tables(real=real, synth=synth, analysis=analysis)
+
+
+@functools.lru_cache(maxsize=64)
+def _build_preconditioner(grid: grids_lib.HealpixGrid, lmax: int, spin: int) -> np.ndarray:
+  ms = np.arange(-lmax, lmax + 1)
+  synth = synthesis_matrix(grid, lmax, spin, ms)  # (M, R, L)
+  weight = grid.rings.weight
+  out = np.zeros((len(ms), lmax + 1, lmax + 1))
+  for i, m in enumerate(ms):
+    l0 = max(abs(int(m)), abs(spin))
+    if l0 > lmax:
+      continue
+    s = synth[i, :, l0:]
+    # SPD and close to the identity (HEALPix quadrature errs by a few %):
+    # the inverse is well conditioned; symmetrise away rounding.
+    inv = np.linalg.inv((s.T * weight) @ s)
+    out[i, l0:, l0:] = 0.5 * (inv + inv.T)
+  return out
+
+
+def healpix_preconditioner(grid: grids_lib.HealpixGrid, lmax: int, spin: int) -> np.ndarray:
+  """Per-order inverse Gram matrices of the HEALPix ring synthesis (float64, cached).
+
+  The normal operator of HEALPix analysis, N = Q A (A the synthesis, Q the
+  equal-weight quadrature analysis), is block diagonal in m apart from the
+  aliasing of orders on short polar rings. Its block for order m without
+  aliasing is G_m = S_m^T W S_m, with S_m (rings, degrees) the synthesis
+  matrix and W the ring weights (nphi * 4 pi / npix). Returning G_m^{-1}
+  gives a preconditioner that removes the latitude quadrature error exactly,
+  leaving only the aliasing for the iterations: the spectrum of P N is about
+  twice as tight as that of N (eigenvalues 1 +- 0.06 instead of 0.85..1.06 at
+  nside 8, lmax 16).
+
+  G_m is real symmetric, so P acts alike on real and imaginary parts and is
+  self-adjoint; for spin 0 G_{-m} = G_m, so P keeps the symmetry
+  a_{l,-m} = (-1)^m conj(a_lm) of real fields.
+
+  Returns:
+    float64 (2 lmax + 1, lmax + 1, lmax + 1): [lmax + m, l, l'], zero where
+    l or l' < max(|m|, |spin|).
+  """
+  grid = grids_lib.parse(grid)
+  if not isinstance(grid, grids_lib.HealpixGrid):
+    raise ValueError(f'the preconditioner is for HEALPix grids, got {grid}')
+  with _lock:
+    with threadpoolctl.threadpool_limits(1, user_api='blas'):
+      return _build_preconditioner(grid, int(lmax), int(spin))
 
 
 def get_tables(grid: grids_lib.Grid, lmax: int, spin: int, real: bool) -> Tables:

@@ -211,10 +211,13 @@ def test_gradients_match_finite_differences(x64, grid, spin):
     x = x + 1j * rng.normal(size=grid.shape)
   w = rng.normal(size=(4, 7)) + 1j * rng.normal(size=(4, 7))
 
-  n_iter = 2 if grid.kind == 'healpix' else None  # small: the graph is unrolled
+  # HEALPix: the gradient is that of the converged least-squares analysis (an
+  # implicit adjoint solve, not autodiff through the iterations), so finite
+  # differences agree only once the forward has converged: the float64
+  # default (10 steps at nside 2) reaches ~1e-15, far below the 1e-6 tolerance.
 
   def loss(field):
-    a = sht.forward(field, grid, lmax=3, spin=spin, n_iter=n_iter)
+    a = sht.forward(field, grid, lmax=3, spin=spin)
     y = sht.inverse(a * w, grid, spin=spin)
     return jnp.sum(jnp.abs(y) ** 2) + jnp.sum(jnp.abs(a) ** 2 * w.real)
 
