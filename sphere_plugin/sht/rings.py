@@ -135,14 +135,34 @@ def _healpix_groups(nside: int):
   return groups, rings
 
 
+def _split_rings(y, nside, axis, sizes):
+  """Splits an axis into [north cap rings..., belt, south cap rings...].
+
+  `sizes` gives each ring's extent along the axis (nphi for pixels, 1 for
+  the ring axis). Static splits, not gathers: their transpose is one
+  concatenation, where a gather's is a scatter into a zero buffer of the
+  whole input per ring group (~30 full-size buffers in the backward pass).
+  """
+  sizes = np.asarray(sizes)
+  ns = nside
+  parts = list(sizes[:ns - 1]) + [int(sizes[ns - 1:3 * ns].sum())] + list(sizes[3 * ns:])
+  pieces = jnp.split(y, np.cumsum(parts)[:-1].tolist(), axis=axis)
+  return pieces[:ns - 1], pieces[ns - 1], pieces[ns:]
+
+
 def _healpix_analysis(x, grid, ms, real):
   """x (B, npix) -> F (B, M, nrings)."""
   groups, rings = _healpix_groups(grid.nside)
+  ns = grid.nside
   ms = np.asarray(ms)
+  north, belt, south = _split_rings(x, ns, 1, rings.nphi)
   out = []
   for ring_ids, n in groups:
-    pix = (rings.offset[ring_ids][:, None] + np.arange(n)[None, :]).astype(np.int32)
-    xs = x[:, pix]  # (B, ng, n)
+    if n == 4 * ns:
+      xs = belt.reshape(x.shape[0], len(ring_ids), n)
+    else:
+      i = n // 4  # cap rings i - 1 (north) and nrings - i (south)
+      xs = jnp.stack([north[i - 1], south[-i]], axis=1)  # (B, 2, n)
     k = np.mod(ms, n).astype(np.int32)
     if real:
       spec = jnp.fft.rfft(xs, axis=-1)
@@ -153,31 +173,40 @@ def _healpix_analysis(x, grid, ms, real):
       f = jnp.fft.fft(xs, axis=-1)[..., k]
     phase = np.exp(-1j * np.outer(rings.phi0[ring_ids], ms)) / n  # (ng, M)
     out.append(f * jnp.asarray(phase, dtype=f.dtype))
-  f = jnp.concatenate(out, axis=1)  # (B, nrings, M) in group order
-  perm = np.argsort(np.concatenate([ids for ids, _ in groups])).astype(np.int32)
-  return jnp.transpose(f[:, perm], (0, 2, 1))
+  # Ring order: north caps (groups 1.., first ring), belt, south caps reversed.
+  caps = out[1:]
+  f = jnp.concatenate([c[:, :1] for c in caps] + [out[0]] + [c[:, 1:] for c in caps[::-1]],
+                      axis=1)  # (B, nrings, M)
+  return jnp.transpose(f, (0, 2, 1))
 
 
 def _healpix_synthesis(g, grid, ms, real):
   """G (B, M, nrings) -> x (B, npix)."""
   groups, rings = _healpix_groups(grid.nside)
+  ns = grid.nside
   ms = np.asarray(ms)
   c = np.where(ms == 0, 1.0, 2.0) if real else np.ones(len(ms))
-  blocks = []
+  north, belt, south = _split_rings(g, ns, 2, np.ones(len(rings.theta), int))
+  b = g.shape[0]
+  xs_north, xs_south = [None] * (ns - 1), [None] * (ns - 1)
   for ring_ids, n in groups:
     phase = np.exp(1j * np.outer(ms, rings.phi0[ring_ids])) * c[:, None]  # (M, ng)
-    vals = g[:, :, ring_ids] * jnp.asarray(phase, dtype=g.dtype)  # (B, M, ng)
-    bins = jnp.zeros((g.shape[0], len(ring_ids), n), g.dtype)
+    if n == 4 * ns:
+      gr = belt
+    else:
+      i = n // 4
+      gr = jnp.concatenate([north[i - 1], south[-i]], axis=2)  # (B, M, 2)
+    vals = gr * jnp.asarray(phase, dtype=g.dtype)  # (B, M, ng)
+    bins = jnp.zeros((b, len(ring_ids), n), g.dtype)
     bins = bins.at[:, :, np.mod(ms, n).astype(np.int32)].add(jnp.transpose(vals, (0, 2, 1)))
     xs = jnp.fft.ifft(bins, axis=-1) * n  # (B, ng, n)
     if real:
       xs = xs.real
-    if n == 4 * grid.nside:  # the belt: consecutive rings, one block
-      blocks.append((int(rings.offset[ring_ids[0]]), xs.reshape(g.shape[0], -1)))
+    if n == 4 * ns:  # the belt: consecutive rings, one block
+      xs_belt = xs.reshape(b, -1)
     else:
-      blocks.extend((int(rings.offset[r]), xs[:, j]) for j, r in enumerate(ring_ids))
-  blocks.sort(key=lambda b: b[0])
-  return jnp.concatenate([b for _, b in blocks], axis=1)
+      xs_north[i - 1], xs_south[-i] = xs[:, 0], xs[:, 1]
+  return jnp.concatenate(xs_north + [xs_belt] + xs_south, axis=1)
 
 
 def analysis(x, grid, ms, real, method=None):
