@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 
+import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -331,3 +332,33 @@ def test_resume_keeps_the_stored_config_and_refuses_changes_that_matter(tmp_path
   assert 'new --workdir' in message
   assert loop.checkpoint_steps(workdir)[-1] == 3  # nothing trained
   assert open(os.path.join(workdir, 'config.gin')).read() == config
+
+
+def _train_toy(workdir, lines):
+  with gin.unlock_config():
+    gin.clear_config()
+    gin.parse_config('\n'.join([
+        'import sphere_plugin.train.toy',
+        'sphere_plugin.train.train.task = @sphere_plugin.train.ToyTask()',
+        'sphere_plugin.train.train.batch_size = 8',
+        'sphere_plugin.train.train.progress = False', *lines]))
+    try:
+      return loop.train(workdir)
+    finally:
+      gin.clear_config()
+
+
+def test_resume_refuses_a_changed_binding_but_not_a_new_default(tmp_path):
+  workdir = str(tmp_path / 'run')
+  _train_toy(workdir, ['sphere_plugin.train.train.num_steps = 2',
+                       'sphere_plugin.train.ToyTask.hidden = 8'])
+  with pytest.raises(ValueError, match='ToyTask.hidden is 8 in its config.gin but 16 now'):
+    _train_toy(workdir, ['sphere_plugin.train.train.num_steps = 3'])
+  # A parameter that a newer version added, at its default, is the same run:
+  # simulate an older config.gin that lacks `step_delay`.
+  path = os.path.join(workdir, 'config.gin')
+  text = ''.join(l for l in open(path) if 'ToyTask.step_delay' not in l)
+  open(path, 'w').write(text)
+  state = _train_toy(workdir, ['sphere_plugin.train.train.num_steps = 3',
+                               'sphere_plugin.train.ToyTask.hidden = 8'])
+  assert int(state.step) == 3

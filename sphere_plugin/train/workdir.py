@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import os
 import re
 from typing import Sequence
@@ -72,11 +73,28 @@ def _bindings(text: str) -> dict[str, str]:
   return {k: ' '.join(v.split()) for k, v in out.items()}
 
 
+def _default_text(key: str) -> str | None:
+  """repr of the declared default of a binding's parameter ('module.Name.param'), if any.
+
+  A parameter that a newer version added is absent from an older run's
+  config.gin; left at its default, it does not change the run.
+  """
+  selector, param = key.rsplit('/', 1)[-1].rsplit('.', 1)
+  try:
+    configurable = gin.config._REGISTRY.get_match(selector)  # pylint: disable=protected-access
+    default = inspect.signature(configurable.wrapped).parameters[param].default
+  except (KeyError, TypeError, ValueError, AttributeError):
+    return None
+  return None if default is inspect.Parameter.empty else repr(default)
+
+
 def check_same_config(workdir: str, current: str) -> None:
   """Raises if `current` changes a binding of workdir/config.gin that resuming cannot.
 
   Bindings gin has not recorded in this process yet (configurables not called)
-  are not compared; new or changed ones are, except RESUMABLE_BINDINGS.
+  are not compared; new or changed ones are, except RESUMABLE_BINDINGS and
+  parameters absent from the stored file that are at their declared default
+  (added by a newer version of the code).
   """
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
@@ -86,7 +104,8 @@ def check_same_config(workdir: str, current: str) -> None:
   now = _bindings(current)
   changed = [k for k in sorted(set(stored) | set(now))
              if k in now and stored.get(k) != now[k] and k not in RESUMABLE_BINDINGS
-             and not k.endswith('.progress')]
+             and not k.endswith('.progress')
+             and not (k not in stored and now[k] == _default_text(k))]
   if changed:
     k = changed[0]
     more = f' (and {len(changed) - 1} more: {", ".join(changed[1:4])})' if len(changed) > 1 else ''
