@@ -547,3 +547,58 @@ def test_cli_refuses_partial_sky_healpix_in_one_line(tmp_path, capsys):
   line = _error(capsys, input=path, output=str(tmp_path / 'out.zarr'), grid='gaussian:32x16')
   assert 'full sphere' in line and '20 cells missing' in line and 'nested ids 0, 1, 2' in line
   assert not os.path.exists(tmp_path / 'out.zarr')
+
+
+def _run_main(capsys, **values):
+  """cli.main in this process (no JAX start-up per run); returns (exit code, stderr)."""
+  with flagsaver.flagsaver():
+    flags.FLAGS(['regrid'] + [f'--{k}={v}' for k, v in values.items()])
+    code = cli.main(['regrid'])
+  return code, capsys.readouterr().err
+
+
+def test_one_command_regrids_a_mixed_file_with_per_variable_methods(tmp_path, capsys):
+  """Smooth fields, winds, an SST with NaN over land and precipitation in one file."""
+  path = str(tmp_path / 'mixed.zarr')
+  ds = make_input(str(tmp_path / 'base.zarr'), times=4)
+  rain = np.maximum(ds.temperature.isel(level=0) - 275.0, 0.0).astype(np.float32)
+  ds['total_precipitation_6hr'] = rain.assign_attrs(units='m')
+  ds.to_zarr(path, mode='w', zarr_format=2)
+  # Spectral for all refuses the SST, naming it and the per-variable way out.
+  code, err = _run_main(capsys, input=path, output=str(tmp_path / 'a.zarr'), grid='healpix:8')
+  assert code == 1 and "'sea_surface_temperature'" in err and '--method_for' in err
+  assert not os.path.exists(tmp_path / 'a.zarr')
+  # --method_for: the SST (and the rain) conservative, the rest spectral.
+  code, err = _run_main(
+      capsys, input=path, output=str(tmp_path / 'b.zarr'), grid='healpix:8',
+      method='spectral', method_for='sea_surface_temperature=conservative,'
+      'total_precipitation_6hr=conservative', chunk='time=3')
+  assert code == 0, err
+  b = xr.open_zarr(str(tmp_path / 'b.zarr')).load()
+  assert b.sea_surface_temperature.attrs['regrid_method'] == 'conservative'
+  assert b.temperature.attrs['regrid_method'] == 'spectral' and b.attrs['regrid_method'] == 'mixed'
+  # auto: the same choice from the data and the names; printed in the summary.
+  code, err = _run_main(capsys, input=path, output=str(tmp_path / 'c.zarr'), grid='healpix:8',
+                        method='auto', chunk='time=3')
+  assert code == 0, err
+  summary = [l for l in err.splitlines() if l.startswith('wrote ')]
+  assert len(summary) == 1 and 'methods: ' in summary[0], err
+  assert 'sea_surface_temperature (missing values)' in summary[0]
+  assert 'total_precipitation_6hr (non-negative flux or mask' in summary[0]
+  assert 'u_component_of_wind:v_component_of_wind (vector pair)' in summary[0]
+  c = xr.open_zarr(str(tmp_path / 'c.zarr')).load()
+  got = {n: c[n].attrs['regrid_method'] for n in c.data_vars}
+  assert got == {'temperature': 'spectral', 'u_component_of_wind': 'spectral',
+                 'v_component_of_wind': 'spectral', 'sea_surface_temperature': 'conservative',
+                 'total_precipitation_6hr': 'conservative', 'land_sea_mask': 'conservative'}
+  for name in c.data_vars:
+    if name != 'land_sea_mask':  # spectral in b: not named in --method_for
+      np.testing.assert_array_equal(c[name].values, b[name].values)
+  # The streamed result equals the in-memory one; winds went through the spin-1 pair.
+  want = ds.sphere.regrid('healpix:8', 'auto')
+  for name in c.data_vars:
+    np.testing.assert_allclose(c[name].values, want[name].values, rtol=1e-6, atol=1e-5)
+  assert float(c.total_precipitation_6hr.min()) >= 0
+  code, err = _run_main(capsys, input=path, output=str(tmp_path / 'd.zarr'), grid='healpix:8',
+                        method_for='temperature')
+  assert code == 1 and 'regrid: error: --method_for needs NAME=METHOD' in err

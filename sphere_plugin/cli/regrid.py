@@ -71,8 +71,15 @@ from sphere_plugin.io.datasets import open_dataset
 _INPUT = flags.DEFINE_string('input', None, 'Input dataset: a .zarr store or a netCDF file.')
 _OUTPUT = flags.DEFINE_string('output', None, 'Output path: .zarr for zarr, else netCDF.')
 _GRID = flags.DEFINE_string('grid', None, "Target grid, e.g. 'healpix:64', 'gaussian:128x64'.")
-_METHOD = flags.DEFINE_enum('method', 'spectral', list(regrid_lib.METHODS),
-                            'Regridding method.')
+_METHOD = flags.DEFINE_enum(
+    'method', 'spectral', list(regrid_lib.METHODS) + ['auto'],
+    "Regridding method of every variable; 'auto': conservative for fields with missing "
+    'values (NaN in the first chunk) and for non-negative fluxes and masks (by name or '
+    'attrs), spectral for the rest.')
+_METHOD_FOR = flags.DEFINE_multi_string(
+    'method_for', [],
+    "Per-variable methods overriding --method: NAME=METHOD, repeatable or comma-separated, "
+    "e.g. --method_for=sea_surface_temperature=conservative,total_precipitation=auto.")
 _VARIABLES = flags.DEFINE_list('variables', None, 'Variables to regrid (default: all).')
 _VECTOR_PAIRS = flags.DEFINE_string(
     'vector_pairs', 'auto',
@@ -116,6 +123,28 @@ def parse_vector_pairs(text: str | None):
   if text.strip().lower() in ('', 'none'):
     return None
   return [p.strip() for p in text.split(',') if p.strip()]
+
+
+def parse_methods(method: str, method_for=()) -> str | dict[str, str]:
+  """--method and --method_for -> what `ds.sphere.regrid(method=...)` takes.
+
+  Args:
+    method: the method of the variables `method_for` does not name.
+    method_for: 'NAME=METHOD' items (each may hold several, comma-separated).
+
+  Returns:
+    `method` alone, or {NAME: METHOD, ..., '*': method}.
+  """
+  items = [i.strip() for text in method_for or () for i in text.split(',') if i.strip()]
+  if not items:
+    return method
+  out = {}
+  for item in items:
+    name, sep, value = item.partition('=')
+    if not sep or not name.strip() or not value.strip():
+      raise ValueError(f'--method_for needs NAME=METHOD, got {item!r}')
+    out[name.strip()] = value.strip()
+  return {**out, '*': method}
 
 
 def default_chunk_dim(ds: xr.Dataset, spatial: tuple[str, ...]) -> str | None:
@@ -266,7 +295,8 @@ def _regrid_later_chunk(part, dim, target, to_regrid, partial, pairs, options):
     dim: the chunk dim.
     target: target Grid.
     to_regrid, partial, pairs: from `accessor.plan`.
-    options: keyword arguments of `accessor.regrid_dataset`.
+    options: keyword arguments of `accessor.regrid_dataset`; `method` is
+      {name: method} for every variable of `to_regrid` (chosen on the first chunk).
 
   Returns:
     the regridded chunk, in memory.
@@ -277,11 +307,19 @@ def _regrid_later_chunk(part, dim, target, to_regrid, partial, pairs, options):
   if not spatial:
     return rest
   present = [p for p in pairs if p[0] in spatial]  # plan() checked that pairs are whole
+  options = dict(options, method={n: options['method'][n] for n in spatial})
   out = accessor.regrid_dataset(_load(part[spatial]), target, vector_pairs=present, **options)
   return out.assign({n: rest[n] for n in rest.data_vars})
 
 
-def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral', *,
+def method_text(method) -> str:
+  """--method / --method_for as one short text for progress lines."""
+  if isinstance(method, str):
+    return method
+  return ', '.join(f'{k}={v}' for k, v in method.items())
+
+
+def regrid_file(input_path: str, output: str, grid: str, method='spectral', *,
                 variables=None, vector_pairs='auto', chunk: str | None = None,
                 overwrite: bool = False, lmax: int | None = None,
                 taper: float | None = None, order: str | None = None,
@@ -294,7 +332,10 @@ def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral
     grid: target grid text form.
     method, variables, vector_pairs, lmax, taper, order: as `ds.sphere.regrid`
       (HEALPix input in any order the conventions declare; `order` is the
-      HEALPix output's, default 'ring').
+      HEALPix output's, default 'ring'). `method` may be 'auto' or a mapping
+      (`parse_methods`); 'auto' decides on the first chunk (NaN there) and
+      keeps that method for the run (a spectral variable with NaN in a later
+      chunk is refused, naming it).
     chunk: 'dim=size' streamed per step (see `parse_chunk`).
     overwrite: replace an existing output, also one that appeared during the
       run (without it, such an output is kept and FileExistsError raised).
@@ -314,7 +355,7 @@ def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral
   handle_stale_partials(output, remove_stale_partials)
   ds = open_dataset(input_path)
   if progress:
-    _note(f'preparing {method} regridding to {target} (building the transform tables or '
+    _note(f'preparing {method_text(method)} regridding to {target} (building the transform tables or '
           'weights, cached for later chunks; the first chunk also compiles)')
   prepared = time.time()
   # Every check before any work (plan() also sizes the regridder: regrid.memory).
@@ -342,7 +383,10 @@ def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral
         for i, step in enumerate(bar):
           part = ds if dim is None else ds.isel({dim: step})
           if i == 0:
-            out = accessor.regrid_dataset(_load(part), target, vector_pairs=pairs, **options)
+            part = _load(part)
+            chosen = accessor.choose_methods(part, method, to_regrid, pairs)
+            options['method'] = {n: m for n, (m, _) in chosen.items()}
+            out = accessor.regrid_dataset(part, target, vector_pairs=pairs, **options)
           else:  # variables without the chunk dim were written with the first chunk
             out = _regrid_later_chunk(part, dim, target, to_regrid, partial, pairs, options)
           # The input's storage encoding (codecs, chunks) does not fit the new shapes.
@@ -369,8 +413,8 @@ def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral
       if not to_zarr:
         atomic.remove(tmp_store)
   if progress:
-    print(f'wrote {output} ({target}, {method}) in {time.time() - started:.1f} s',
-          file=sys.stderr)
+    print(f'wrote {output} ({target}) in {time.time() - started:.1f} s; methods: '
+          f'{regrid_lib.methods.summary(chosen, pairs)}', file=sys.stderr)
   return output
 
 
@@ -396,7 +440,8 @@ def main(argv) -> int:
     sht.set_table_budget(int(_MEMORY_BUDGET.value * 2**30))
 
   def work():
-    regrid_file(_INPUT.value, _OUTPUT.value, _GRID.value, _METHOD.value,
+    regrid_file(_INPUT.value, _OUTPUT.value, _GRID.value,
+                parse_methods(_METHOD.value, _METHOD_FOR.value),
                 variables=_VARIABLES.value,
                 vector_pairs=parse_vector_pairs(_VECTOR_PAIRS.value), chunk=_CHUNK.value,
                 overwrite=_OVERWRITE.value, lmax=_LMAX.value, taper=_TAPER.value,
