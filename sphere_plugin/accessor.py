@@ -403,6 +403,40 @@ def regrid_dataset(ds: xr.Dataset, target, method: str = 'spectral', *,
   return result
 
 
+def regrid_part(part: xr.Dataset, names, target, to_regrid, pairs, *, load=None,
+                **options) -> xr.Dataset:
+  """Regrids the variables `names` of one chunk of a planned dataset, in memory.
+
+  What the streaming CLI and the Beam pipelines do to each chunk after the
+  first (`plan` checked everything first, e.g. that vector pairs are whole).
+
+  Args:
+    part: the chunk (lazy or in memory), e.g. ds.isel(time=slice(8, 16)) of
+      `plan`'s dataset.
+    names: the variables to return.
+    target: the target Grid.
+    to_regrid, pairs: from `plan` (names among `to_regrid` are regridded, the
+      others carried unchanged).
+    load: Dataset -> Dataset reading it into memory (default `.load()`).
+    **options: keyword arguments of `regrid_dataset`; a `method` mapping is
+      restricted to the variables regridded here.
+
+  Returns:
+    Dataset of `names`, regridded, in memory.
+  """
+  load = load or (lambda d: d.load())
+  spatial = [n for n in names if n in to_regrid]
+  rest = load(part[[n for n in names if n not in to_regrid]])
+  if not spatial:
+    return rest
+  present = [p for p in pairs if p[0] in spatial]
+  method = options.pop('method', 'spectral')
+  if isinstance(method, Mapping):
+    method = {n: m for n, m in method.items() if n in spatial or n == '*'}
+  out = regrid_dataset(load(part[spatial]), target, method, vector_pairs=present, **options)
+  return out.assign({n: rest[n] for n in rest.data_vars})
+
+
 class _Accessor:
   """What `ds.sphere` and `da.sphere` share: the wrapped object and its grid."""
 

@@ -66,6 +66,7 @@ from sphere_plugin.io import errors
 from sphere_plugin.io import flag_help as help_lib
 from sphere_plugin.io import interrupts
 from sphere_plugin.io import writers
+from sphere_plugin.io import datasets
 from sphere_plugin.io.datasets import open_dataset
 
 _INPUT = flags.DEFINE_string('input', None, 'Input dataset: a .zarr store or a netCDF file.')
@@ -100,20 +101,19 @@ _REMOVE_STALE = flags.DEFINE_bool(
     'remove_stale_partials', False,
     'Remove <output>.partial-<pid> paths left by runs whose process is gone (by default they '
     'are named in a warning).')
+_RUNNER = flags.DEFINE_string(
+    'runner', None,
+    "Run as an Apache Beam pipeline on this runner (DirectRunner, DataflowRunner, "
+    "FlinkRunner, SparkRunner, ...; needs the beam extra); the runner's own options "
+    '(--project, --region, --temp_location, --direct_num_workers, ...) are passed through. '
+    'Without it the local streaming path runs.')
 _MEMORY_BUDGET = flags.DEFINE_float(
     'memory_budget_gib', None,
     'Largest size in GiB of one part of the regridder (grid, tables, weights); default 4 '
     '(sphere_plugin.sht.set_table_budget).')
 
 
-def _load(ds: xr.Dataset) -> xr.Dataset:
-  """Reads a (lazy) subset into memory, concurrently for tensorstore arrays."""
-  try:
-    import xarray_tensorstore  # pylint: disable=g-import-not-at-top
-    ds = xarray_tensorstore.read(ds)
-  except (ImportError, TypeError, ValueError):
-    pass
-  return ds.load()
+_load = datasets.load
 
 
 def parse_vector_pairs(text: str | None):
@@ -147,32 +147,19 @@ def parse_methods(method: str, method_for=()) -> str | dict[str, str]:
   return {**out, '*': method}
 
 
-def default_chunk_dim(ds: xr.Dataset, spatial: tuple[str, ...]) -> str | None:
-  """The dim streamed by default: a time-like dim if any (time, valid_time,
-  init_time, ...), else the first other non-spatial dim of the data variables."""
-  dims = [d for v in ds.data_vars.values() for d in v.dims if d not in spatial]
-  dims = list(dict.fromkeys(dims))
-  timelike = [d for d in dims if 'time' in str(d).lower()]
-  return (timelike or dims or [None])[0]
+default_chunk_dim = datasets.default_chunk_dim
 
 
 def parse_chunk(text: str | None, ds: xr.Dataset, spatial: tuple[str, ...]):
-  """'time=8' -> ('time', 8); default (default_chunk_dim, 8), or (None, 0)."""
-  if not text:
-    dim = default_chunk_dim(ds, spatial)
-    return (dim, 8) if dim is not None else (None, 0)
-  name, _, size = text.partition('=')
-  if name not in ds.dims:
-    raise ValueError(f'--chunk dim {name!r} is not a dim of the input (dims: {dict(ds.sizes)})')
-  if name in spatial:
-    raise ValueError(f'--chunk dim {name!r} is a spatial dim; chunk along time, level, ...')
-  try:
-    size = int(size)
-  except ValueError:
-    size = 0
-  if size < 1:
-    raise ValueError(f'--chunk needs dim=size with size >= 1, got {text!r}')
-  return name, size
+  """'time=8' -> ('time', 8); default (default_chunk_dim, 8), or (None, 0).
+
+  Several dims ('time=8,level=1') are for the Beam path (--runner) only.
+  """
+  chunks = datasets.parse_chunks(text, ds, spatial)
+  if len(chunks) > 1:
+    raise ValueError(f'--chunk={text} names several dims; the local path streams along one '
+                     '(several need --runner, e.g. --runner=DirectRunner)')
+  return next(iter(chunks.items()), (None, 0))
 
 
 def _netcdf_safe(ds: xr.Dataset) -> xr.Dataset:
@@ -187,20 +174,7 @@ def _netcdf_safe(ds: xr.Dataset) -> xr.Dataset:
   return ds
 
 
-def _time_encoding(ds: xr.Dataset) -> dict:
-  """Fixed units for datetime coords, so later appends encode the same way."""
-  return {n: {'units': 'seconds since 1970-01-01', 'dtype': 'int64'}
-          for n, c in ds.coords.items() if np.issubdtype(c.dtype, np.datetime64)}
-
-
-def _check_output(output: str, overwrite: bool) -> None:
-  if os.path.exists(output) and not overwrite:
-    raise FileExistsError(f'output {output!r} exists; pass --overwrite to replace it')
-  parent = os.path.dirname(os.path.abspath(output))
-  if not os.path.isdir(parent):
-    raise FileNotFoundError(f'output directory {parent!r} does not exist')
-  if not os.access(parent, os.W_OK):
-    raise PermissionError(f'output directory {parent!r} is not writable')
+_check_output = atomic.check_output
 
 
 def handle_stale_partials(output: str, remove: bool = False) -> list[str]:
@@ -218,12 +192,7 @@ def handle_stale_partials(output: str, remove: bool = False) -> list[str]:
   return stale
 
 
-def _check_not_empty(ds: xr.Dataset, input_path: str) -> None:
-  """An empty input is refused: an empty output would look like a complete result."""
-  empty = [str(d) for d, n in ds.sizes.items() if n == 0]
-  if empty:
-    raise ValueError(f'input {input_path!r} has no data: dim {empty[0]!r} has length 0 '
-                     f'(sizes {dict(ds.sizes)}); nothing to regrid, no output written')
+_check_not_empty = datasets.check_not_empty
 
 
 def chunk_steps(dim: str | None, size: int, length: int):
@@ -302,14 +271,7 @@ def _regrid_later_chunk(part, dim, target, to_regrid, partial, pairs, options):
     the regridded chunk, in memory.
   """
   names = [n for n, v in part.data_vars.items() if dim in v.dims and n not in partial]
-  spatial = [n for n in names if n in to_regrid]
-  rest = _load(part[[n for n in names if n not in to_regrid]])
-  if not spatial:
-    return rest
-  present = [p for p in pairs if p[0] in spatial]  # plan() checked that pairs are whole
-  options = dict(options, method={n: options['method'][n] for n in spatial})
-  out = accessor.regrid_dataset(_load(part[spatial]), target, vector_pairs=present, **options)
-  return out.assign({n: rest[n] for n in rest.data_vars})
+  return accessor.regrid_part(part, names, target, to_regrid, pairs, load=_load, **options)
 
 
 def method_text(method) -> str:
@@ -397,7 +359,7 @@ def regrid_file(input_path: str, output: str, grid: str, method='spectral', *,
             missing_later |= _stamped_missing(out) - first_missing
           with _writing(output):
             if i == 0:
-              out.to_zarr(tmp_store, mode='w', encoding=_time_encoding(out), zarr_format=2)
+              out.to_zarr(tmp_store, mode='w', encoding=datasets.time_encoding(out), zarr_format=2)
             else:
               out.to_zarr(tmp_store, append_dim=dim)
         if missing_later:  # appends keep the first chunk's attrs
@@ -425,8 +387,10 @@ def main(argv) -> int:
     0; 1 after any error, reported in one line on stderr (`--verbose` adds
     the traceback); 128 + signum when SIGTERM/SIGINT stopped it.
   """
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  pipeline_args = list(argv[1:])
+  if pipeline_args and not _RUNNER.value:
+    return errors.fail('regrid', f'unknown arguments {pipeline_args}: runner options are '
+                       'taken only with --runner (e.g. --runner=DataflowRunner --project=...)')
   allocator.retain_freed_memory()
   if not flags.FLAGS['verbosity'].present:
     # JAX logs 'Unable to initialize backend ...' at INFO on its first backend use,
@@ -440,6 +404,16 @@ def main(argv) -> int:
     sht.set_table_budget(int(_MEMORY_BUDGET.value * 2**30))
 
   def work():
+    if _RUNNER.value:
+      from sphere_plugin.beam import regrid as beam_regrid  # pylint: disable=g-import-not-at-top
+      handle_stale_partials(_OUTPUT.value, _REMOVE_STALE.value)
+      beam_regrid.regrid_zarr(
+          _INPUT.value, _OUTPUT.value, _GRID.value,
+          parse_methods(_METHOD.value, _METHOD_FOR.value), variables=_VARIABLES.value,
+          vector_pairs=parse_vector_pairs(_VECTOR_PAIRS.value), chunks=_CHUNK.value,
+          overwrite=_OVERWRITE.value, lmax=_LMAX.value, taper=_TAPER.value,
+          order=_HEALPIX_ORDER.value, runner=_RUNNER.value, pipeline_args=pipeline_args)
+      return
     regrid_file(_INPUT.value, _OUTPUT.value, _GRID.value,
                 parse_methods(_METHOD.value, _METHOD_FOR.value),
                 variables=_VARIABLES.value,
@@ -454,4 +428,7 @@ def run() -> None:
   """Console-script entry point (`sphere-regrid`)."""
   help_lib.declare_key_flags(__name__)  # --help lists --input, --grid, ...
   with _one_line_warnings('regrid'):  # not in main(): callers may record warnings
-    app.run(lambda argv: sys.exit(main(argv)))
+    # Flags we do not know are the Beam runner's options (--project, --region, ...),
+    # passed through to it; without --runner main() refuses them in one line.
+    app.run(lambda argv: sys.exit(main(argv)),
+            flags_parser=lambda argv: flags.FLAGS(argv, known_only=True))

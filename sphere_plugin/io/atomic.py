@@ -138,3 +138,17 @@ def write_text(path: str, text: str) -> None:
     os.replace(tmp, path)
   finally:
     remove(tmp)
+
+
+def check_output(output: str, overwrite: bool) -> None:
+  """Refuses, in one line, an existing output (without `overwrite`) and a missing or
+  read-only output directory (local paths; URLs are checked by their writer)."""
+  if '://' in os.fspath(output):
+    return
+  if os.path.exists(output) and not overwrite:
+    raise FileExistsError(f'output {output!r} exists; pass --overwrite to replace it')
+  parent = os.path.dirname(os.path.abspath(output))
+  if not os.path.isdir(parent):
+    raise FileNotFoundError(f'output directory {parent!r} does not exist')
+  if not os.access(parent, os.W_OK):
+    raise PermissionError(f'output directory {parent!r} is not writable')

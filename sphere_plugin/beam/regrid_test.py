@@ -1,0 +1,154 @@
+"""The Beam regrid pipeline (DirectRunner): equal to the local CLI, atomic, per-variable methods.
+
+The input is a small WB2-style zarr (`integration_tests/regrid_cli_test.make_input`
+layout: latitude descending, longitudes -180..180, time and level dims, an SST with
+NaN over land, winds, a static land-sea mask).
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+pytest.importorskip('apache_beam')
+pytest.importorskip('xarray_beam')
+
+from sphere_plugin import grids  # pylint: disable=g-import-not-at-top
+from sphere_plugin.beam import regrid as beam_regrid
+from sphere_plugin.cli import regrid as cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def make_input(path, times=6):
+  grid = grids.equiangular_with_poles(32, 17)
+  lat, lon = grid.latitudes[::-1], np.arange(32) * 11.25 - 180.0
+  la, lo = np.meshgrid(np.radians(lat), np.radians(lon), indexing='ij')
+  rng = np.random.default_rng(0)
+  base = 250 + 30 * np.cos(la) ** 2 + 5 * np.sin(la) * np.cos(2 * lo)
+  temp = base[None, None] + rng.normal(size=(times, 3) + base.shape)
+  sst = np.where((np.abs(np.degrees(la)) < 30) & (np.cos(lo) > 0), np.nan, base)
+  wind = 10 * np.cos(la) + rng.normal(size=(times, 3) + base.shape)
+  rain = np.maximum(temp[:, 0] - 270.0, 0.0)
+  ds = xr.Dataset(
+      {'temperature': (('time', 'level', 'latitude', 'longitude'), temp.astype(np.float32),
+                       {'units': 'K'}),
+       'sea_surface_temperature': (('time', 'latitude', 'longitude'),
+                                   np.repeat(sst[None], times, 0).astype(np.float32)),
+       'u_component_of_wind': (('time', 'level', 'latitude', 'longitude'),
+                               wind.astype(np.float32)),
+       'v_component_of_wind': (('time', 'level', 'latitude', 'longitude'),
+                               (0.5 * wind[:, ::-1]).astype(np.float32)),
+       'total_precipitation_6hr': (('time', 'latitude', 'longitude'), rain.astype(np.float32)),
+       'land_sea_mask': (('latitude', 'longitude'), np.isnan(sst).astype(np.float32)),
+       'co2': (('time',), np.arange(times, dtype=np.float32))},
+      coords={'time': pd.date_range('2021-03-01', periods=times, freq='6h'),
+              'level': np.array([250, 500, 850]), 'latitude': lat, 'longitude': lon},
+      attrs={'title': 'tiny WB2-style test set'})
+  ds.to_zarr(path, mode='w', zarr_format=2)
+  return ds
+
+
+@pytest.fixture(scope='module')
+def input_zarr(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp('in') / 'wb2.zarr')
+  make_input(path)
+  return path
+
+
+def assert_same(got_path, want_path, rtol=1e-7):
+  got, want = xr.open_zarr(got_path).load(), xr.open_zarr(want_path).load()
+  assert sorted(got.data_vars) == sorted(want.data_vars)
+  assert got.attrs == want.attrs
+  for name in want.data_vars:
+    assert got[name].dims == want[name].dims and got[name].attrs == want[name].attrs, name
+    scale = float(np.nanmax(np.abs(want[name].values))) or 1.0
+    err = float(np.nanmax(np.abs(got[name].values - want[name].values), initial=0)) / scale
+    assert err <= rtol, (name, err)
+    np.testing.assert_array_equal(np.isnan(got[name].values), np.isnan(want[name].values))
+  for name in want.coords:
+    np.testing.assert_array_equal(got[name].values, want[name].values)
+
+
+@pytest.mark.parametrize('method, grid', [('auto', 'healpix:8'),
+                                          ('spectral', 'gaussian:32x16')])
+def test_direct_runner_equals_the_local_cli(input_zarr, tmp_path, method, grid):
+  local, beam = str(tmp_path / 'local.zarr'), str(tmp_path / 'beam.zarr')
+  variables = None if method == 'auto' else ['temperature', 'u_component_of_wind',
+                                             'v_component_of_wind', 'co2']
+  cli.regrid_file(input_zarr, local, grid, method, chunk='time=4', variables=variables,
+                  progress=False)
+  chosen = beam_regrid.regrid_zarr(
+      input_zarr, beam, grid, method, chunks={'time': 4}, variables=variables,
+      pipeline_args=['--direct_num_workers=2', '--direct_running_mode=multi_threading'],
+      progress=False)
+  assert_same(beam, local)
+  assert sorted(os.listdir(tmp_path)) == ['beam.zarr', 'local.zarr']  # no partial left
+  if method == 'auto':
+    assert chosen['sea_surface_temperature'] == ('conservative', 'missing values')
+    assert chosen['total_precipitation_6hr'][0] == 'conservative'
+    assert chosen['u_component_of_wind'][0] == chosen['v_component_of_wind'][0] == 'spectral'
+
+
+def test_chunks_over_time_and_level_give_the_same_output(input_zarr, tmp_path):
+  local, beam = str(tmp_path / 'local.zarr'), str(tmp_path / 'beam.zarr')
+  cli.regrid_file(input_zarr, local, 'healpix:4', 'auto', chunk='time=2', progress=False)
+  beam_regrid.regrid_zarr(input_zarr, beam, 'healpix:4', 'auto', chunks='time=2,level=1',
+                          progress=False)
+  assert_same(beam, local)
+  import zarr  # pylint: disable=g-import-not-at-top
+  assert zarr.open_group(beam, mode='r')['temperature'].chunks == (2, 1, 192)
+
+
+def test_a_failed_pipeline_leaves_no_output_and_a_rerun_works(input_zarr, tmp_path,
+                                                               monkeypatch):
+  out = str(tmp_path / 'out.zarr')
+  real = beam_regrid.regrid_chunk
+
+  def failing(job, offsets, names=None):
+    if offsets.get('time') == 4:
+      raise RuntimeError('worker lost (test)')
+    return real(job, offsets, names)
+
+  monkeypatch.setattr(beam_regrid, 'regrid_chunk', failing)
+  with pytest.raises(Exception, match='worker lost'):
+    beam_regrid.regrid_zarr(input_zarr, out, 'healpix:4', 'auto', chunks={'time': 2},
+                            progress=False)
+  assert os.listdir(tmp_path) == []  # neither the output nor its partial
+  monkeypatch.setattr(beam_regrid, 'regrid_chunk', real)
+  beam_regrid.regrid_zarr(input_zarr, out, 'healpix:4', 'auto', chunks={'time': 2},
+                          progress=False)
+  assert os.listdir(tmp_path) == ['out.zarr']
+  assert xr.open_zarr(out).sizes['time'] == 6
+  with pytest.raises(FileExistsError, match='--overwrite'):
+    beam_regrid.regrid_zarr(input_zarr, out, 'healpix:4', chunks={'time': 2}, progress=False)
+
+
+def test_the_cli_runs_the_beam_path_with_runner_options(input_zarr, tmp_path):
+  out = str(tmp_path / 'out.zarr')
+  env = {**os.environ, 'PYTHONPATH': ROOT}
+  tool = os.path.join(ROOT, 'tools', 'regrid.py')
+  proc = subprocess.run(
+      [sys.executable, tool, f'--input={input_zarr}', f'--output={out}', '--grid=healpix:4',
+       '--method=spectral', '--method_for=sea_surface_temperature=conservative,'
+       'total_precipitation_6hr=conservative', '--chunk=time=3', '--runner=DirectRunner',
+       '--direct_num_workers=2', '--direct_running_mode=multi_threading'],
+      capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+  assert proc.returncode == 0, proc.stderr
+  assert 'on DirectRunner' in proc.stderr and 'sea_surface_temperature' in proc.stderr
+  got = xr.open_zarr(out)
+  assert got.sea_surface_temperature.attrs['regrid_method'] == 'conservative'
+  assert got.temperature.attrs['regrid_method'] == 'spectral'
+  # Runner options without --runner: one line, exit 1, nothing written.
+  proc = subprocess.run(
+      [sys.executable, tool, f'--input={input_zarr}', f'--output={tmp_path / "x.zarr"}',
+       '--grid=healpix:4', '--project=p'], capture_output=True, text=True, timeout=300,
+      env=env, cwd=ROOT)
+  lines = [l for l in proc.stderr.splitlines() if l.strip()]
+  assert proc.returncode == 1 and lines == [
+      "regrid: error: unknown arguments ['--project=p']: runner options are taken only with "
+      '--runner (e.g. --runner=DataflowRunner --project=...)'], proc.stderr
