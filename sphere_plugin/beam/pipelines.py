@@ -116,3 +116,107 @@ def chunk_offsets(sizes: Mapping[str, int], chunks: Mapping[str, int]) -> list[d
   dims = list(chunks)
   ranges = [range(0, int(sizes[d]), int(chunks[d])) for d in dims]
   return [dict(zip(dims, o)) for o in itertools.product(*ranges)]
+
+
+def keyed_pieces(out, offsets: Mapping[str, int], chunks: Mapping[str, int], xbeam):
+  """(xarray_beam.Key, Dataset) pieces of one computed chunk, for ChunksToZarr.
+
+  Variables are grouped by the chunk dims they have (a variable with time but
+  not level is one piece per time chunk); coordinates written at set-up (see
+  `template`) are dropped.
+
+  Args:
+    out: the computed chunk (in memory).
+    offsets: {chunk dim: start offset} of the chunk.
+    chunks: {chunk dim: size}.
+    xbeam: the xarray_beam module.
+  """
+  groups: dict[tuple[str, ...], list[str]] = {}
+  for n, v in out.data_vars.items():
+    groups.setdefault(tuple(d for d in chunks if d in v.dims), []).append(n)
+  for dims, names in groups.items():
+    piece = out[names]
+    piece = piece.drop_vars([c for c in piece.coords if c not in piece.dims])
+    yield xbeam.Key({d: offsets[d] if d in dims else 0 for d in piece.dims}), piece
+
+
+def template(first, ds, chunks: Mapping[str, int], xbeam):
+  """The output's lazy template for ChunksToZarr, from its first chunk.
+
+  Args:
+    first: the first chunk of the output (offsets 0), computed in memory, with
+      every variable (also those without a chunk dim).
+    ds: the input, for the full coordinates (or sizes) of the chunk dims.
+    chunks: {chunk dim: size}.
+    xbeam: the xarray_beam module.
+
+  Returns:
+    `first` widened to the full chunk dims: variables with a chunk dim lazy
+    (written by the workers), the others and every coordinate without a chunk
+    dim in memory (written once, at set-up), attrs and variable order kept.
+  """
+  lazy = {n for n, v in first.variables.items()
+          if set(v.dims) & set(chunks) and n not in first.indexes}
+  static = [n for n in first.data_vars if n not in lazy]
+  out = xbeam.make_template(first, lazy_vars=lazy).drop_vars(static)
+  out = xbeam.replace_template_dims(
+      out, **{d: ds[d].values if d in ds.coords else ds.sizes[d] for d in chunks})
+  out = out.assign_coords({n: first[n].variable for n in first.coords
+                           if n not in lazy and not set(first[n].dims) & set(chunks)})
+  out = out.assign({n: first[n].variable for n in static})
+  return out[list(first.data_vars)].assign_attrs(first.attrs)
+
+
+def chunk_names(part, offsets: Mapping[str, int], chunks: Mapping[str, int],
+                skip=()) -> list[str]:
+  """The variables a chunk at `offsets` writes: those with a chunk dim whose other
+  chunk dims start at 0 there (so each piece of the output is written exactly once;
+  variables without a chunk dim are written with the template)."""
+  return [n for n, v in part.data_vars.items() if n not in skip and set(v.dims) & set(chunks)
+          and all(offsets[d] == 0 for d in chunks if d not in v.dims)]
+
+
+def chunks_to_zarr(output: str, *, overwrite: bool, first, ds, chunks: Mapping[str, int],
+                   prepare: Callable, compute: Callable, job, runner: str,
+                   pipeline_args: Sequence[str]) -> None:
+  """Computes every chunk on the workers and writes the zarr `output` (format 2).
+
+  Args:
+    output: the zarr store to publish (`published_output`: nothing there on failure).
+    overwrite: replace an existing output.
+    first: the first chunk of the output, computed by the driver (`template`).
+    ds: the input (its sizes and chunk-dim coordinates).
+    chunks: {chunk dim: size}; {} writes `first` as the whole output.
+    prepare: prepare(job), once per worker (open the input, build the tables).
+    compute: compute(job, offsets) -> the output chunk at offsets, in memory.
+    job: a small picklable description of the work.
+    runner, pipeline_args: the Beam runner and its options (`run`).
+  """
+  beam, xbeam = require()
+  from sphere_plugin.io import datasets  # pylint: disable=g-import-not-at-top
+  if not chunks:  # no dim to split along: the first chunk is all of it
+    with published_output(output, overwrite) as tmp:
+      first.to_zarr(tmp, mode='w', zarr_format=2, encoding=datasets.time_encoding(first))
+    return
+  lazy = template(first, ds, chunks, xbeam)
+  zarr_chunks = {d: chunks.get(d, -1) for d in lazy.dims}
+
+  class ComputeChunks(beam.DoFn):
+    """One chunk per element (its offsets) -> keyed pieces for ChunksToZarr."""
+
+    def setup(self):  # once per DoFn instance; `prepare` caches per process
+      prepare(job)
+
+    def process(self, offsets):
+      yield from keyed_pieces(compute(job, offsets), offsets, chunks, xbeam)
+
+  with published_output(output, overwrite) as tmp:
+
+    def build(p):
+      _ = (p
+           | 'Chunks' >> beam.Create(chunk_offsets(ds.sizes, chunks), reshuffle=True)
+           | 'Compute' >> beam.ParDo(ComputeChunks())
+           | 'Write' >> xbeam.ChunksToZarr(tmp, lazy, zarr_chunks, zarr_format=2,
+                                           encoding=datasets.time_encoding(lazy)))
+
+    run(build, runner, pipeline_args)

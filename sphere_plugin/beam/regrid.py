@@ -84,15 +84,13 @@ def planned(job: RegridJob):
                        taper=job.taper, order=job.order)
 
 
-def regrid_chunk(job: RegridJob, offsets: Mapping[str, int],
-                 names: Sequence[str] | None = None) -> xr.Dataset:
-  """One chunk of the output, in memory.
+def regrid_chunk(job: RegridJob, offsets: Mapping[str, int]) -> xr.Dataset:
+  """One chunk of the output, in memory: the variables with a chunk dim whose
+  other chunk dims start at 0 here (`pipelines.chunk_names`).
 
   Args:
     job: the RegridJob.
     offsets: {chunk dim: start offset}.
-    names: the variables to return (default: those with a chunk dim whose
-      other chunk dims start at 0 here, i.e. each piece written exactly once).
 
   Returns:
     the regridded chunk (dims of the output, sizes of the chunk).
@@ -100,72 +98,14 @@ def regrid_chunk(job: RegridJob, offsets: Mapping[str, int],
   ds, _, target, _, to_regrid, partial, pairs, _ = planned(job)
   chunks = dict(job.chunks)
   part = ds.isel({d: slice(o, o + chunks[d]) for d, o in offsets.items()})
-  if names is None:
-    names = [n for n, v in part.data_vars.items() if n not in partial
-             and set(v.dims) & set(chunks)
-             and all(offsets[d] == 0 for d in chunks if d not in v.dims)]
-  out = accessor.regrid_part(part, list(names), target, to_regrid, pairs, load=datasets.load,
+  names = pipelines.chunk_names(part, offsets, chunks, skip=partial)
+  out = accessor.regrid_part(part, names, target, to_regrid, pairs, load=datasets.load,
                              method=dict(job.methods), lmax=job.lmax, taper=job.taper,
                              order=job.order, ringing=_RINGING)
   return out.drop_encoding()
 
 
 _RINGING = accessor.RingingReport()  # once per variable and process
-
-
-def keyed_pieces(job: RegridJob, offsets: Mapping[str, int], xbeam):
-  """(xarray_beam.Key, Dataset) per group of variables sharing their chunk dims."""
-  out = regrid_chunk(job, offsets)
-  chunks = dict(job.chunks)
-  groups: dict[tuple[str, ...], list[str]] = {}
-  for n, v in out.data_vars.items():
-    groups.setdefault(tuple(d for d in chunks if d in v.dims), []).append(n)
-  for dims, names in groups.items():
-    piece = out[names]
-    piece = piece.drop_vars([c for c in piece.coords if c not in piece.dims])
-    key = xbeam.Key({d: offsets[d] if d in dims else 0 for d in piece.dims})
-    yield key, piece
-
-
-def _template(first: xr.Dataset, ds: xr.Dataset, chunks: Mapping[str, int], xbeam):
-  """The output's lazy template: `first` (the first chunk, regridded) widened to the
-  full chunk dims; variables and coords without a chunk dim are kept in memory, so
-  the set-up writes them once."""
-  lazy = {n for n, v in first.variables.items()
-          if set(v.dims) & set(chunks) and n not in first.indexes}
-  template = xbeam.make_template(first, lazy_vars=lazy)
-  static = [n for n in first.data_vars if n not in lazy]
-  template = template.drop_vars(static)
-  template = xbeam.replace_template_dims(
-      template, **{d: ds[d].values if d in ds.coords else ds.sizes[d] for d in chunks})
-  eager = {n: first[n].variable for n in first.coords
-           if n not in lazy and not set(first[n].dims) & set(chunks)}
-  template = template.assign_coords(eager)
-  template = template.assign({n: first[n].variable for n in static})
-  # Keep the variables in the order of the first chunk (the CLI's order).
-  return template[list(first.data_vars)].assign_attrs(first.attrs)
-
-
-class _RegridChunks:
-  """Beam DoFn factory: a DoFn class made when apache_beam is imported."""
-
-  @staticmethod
-  def make(beam, xbeam):
-
-    class RegridChunks(beam.DoFn):
-      """Regrids one chunk per element (offsets) into keyed pieces for ChunksToZarr."""
-
-      def __init__(self, job: RegridJob):
-        super().__init__()
-        self.job = job
-
-      def setup(self):  # once per worker process (per DoFn instance; cached per process)
-        planned(self.job)
-
-      def process(self, offsets):
-        yield from keyed_pieces(self.job, offsets, xbeam)
-
-    return RegridChunks
 
 
 def regrid_zarr(input_path: str, output: str, grid: str, method='spectral', *,
@@ -200,7 +140,7 @@ def regrid_zarr(input_path: str, output: str, grid: str, method='spectral', *,
     FileExistsError: the output exists and not overwrite.
     ImportError: the beam extra is not installed.
   """
-  beam, xbeam = pipelines.require()
+  pipelines.require()
   if not output.rstrip('/').endswith('.zarr'):
     raise ValueError(f'the Beam path writes zarr only: give an output ending in .zarr '
                      f'(got {output!r})')
@@ -224,29 +164,17 @@ def regrid_zarr(input_path: str, output: str, grid: str, method='spectral', *,
           [variables] if isinstance(variables, str) else variables),
       vector_pairs=tuple(tuple(p) for p in pairs), chunks=tuple(chunks.items()),
       lmax=lmax, taper=taper, order=order)
-  first = regrid_chunk(job, {d: 0 for d in chunks}, names=list(first_part.data_vars))
-  offsets = pipelines.chunk_offsets(ds.sizes, chunks)
+  # The first chunk, as the CLI's: every variable (static ones too); the template.
+  first = accessor.regrid_dataset(first_part, target, dict(job.methods), vector_pairs=pairs,
+                                  lmax=lmax, taper=taper, order=order,
+                                  ringing=_RINGING).drop_encoding()
   if progress:
-    print(f'regrid: {len(offsets)} chunks of {chunks or "the whole dataset"} on {runner}; '
-          f'methods: {regrid_lib.methods.summary(chosen, pairs)}', file=sys.stderr)
-  if not chunks:  # no dim to split along: the first chunk is all of it
-    with pipelines.published_output(output, overwrite) as tmp:
-      first.to_zarr(tmp, mode='w', zarr_format=2, encoding=datasets.time_encoding(first))
-    return chosen
-  template = _template(first, ds, chunks, xbeam)
-  zarr_chunks = {d: chunks.get(d, -1) for d in template.dims}
-  regrid_fn = _RegridChunks.make(beam, xbeam)
-  with pipelines.published_output(output, overwrite) as tmp:
-
-    def build(p):
-      _ = (p
-           | 'Chunks' >> beam.Create(offsets, reshuffle=True)
-           | 'Regrid' >> beam.ParDo(regrid_fn(job))
-           | 'Write' >> xbeam.ChunksToZarr(
-               tmp, template, zarr_chunks, zarr_format=2,
-               encoding=datasets.time_encoding(template)))
-
-    pipelines.run(build, runner, pipeline_args)
+    print(f'regrid: {len(pipelines.chunk_offsets(ds.sizes, chunks))} chunks of '
+          f'{chunks or "the whole dataset"} on {runner}; methods: '
+          f'{regrid_lib.methods.summary(chosen, pairs)}', file=sys.stderr)
+  pipelines.chunks_to_zarr(output, overwrite=overwrite, first=first, ds=ds, chunks=chunks,
+                           prepare=planned, compute=regrid_chunk, job=job, runner=runner,
+                           pipeline_args=pipeline_args)
   if progress:
     print(f'wrote {output} ({target}) in {time.time() - started:.1f} s on {runner}',
           file=sys.stderr)

@@ -109,10 +109,10 @@ def test_a_failed_pipeline_leaves_no_output_and_a_rerun_works(input_zarr, tmp_pa
   out = str(tmp_path / 'out.zarr')
   real = beam_regrid.regrid_chunk
 
-  def failing(job, offsets, names=None):
+  def failing(job, offsets):
     if offsets.get('time') == 4:
       raise RuntimeError('worker lost (test)')
-    return real(job, offsets, names)
+    return real(job, offsets)
 
   monkeypatch.setattr(beam_regrid, 'regrid_chunk', failing)
   with pytest.raises(Exception, match='worker lost'):
