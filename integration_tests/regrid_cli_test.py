@@ -30,33 +30,14 @@ import sphere_plugin
 from sphere_plugin import grids
 from sphere_plugin import regrid
 from sphere_plugin.cli import regrid as cli
+from sphere_plugin.testing import mixed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(ROOT, 'tools', 'regrid.py')
 
 
 def make_input(path, times=10):
-  grid = grids.equiangular_with_poles(32, 17)
-  lat, lon = grid.latitudes[::-1], np.arange(32) * 11.25 - 180.0
-  la, lo = np.meshgrid(np.radians(lat), np.radians(lon), indexing='ij')
-  rng = np.random.default_rng(0)
-  base = 250 + 30 * np.cos(la) ** 2 + 5 * np.sin(la) * np.cos(2 * lo)
-  temp = base[None, None] + rng.normal(size=(times, 2) + base.shape)
-  sst = np.where((np.abs(np.degrees(la)) < 30) & (np.cos(lo) > 0), np.nan, base)
-  wind = 10 * np.cos(la)
-  ds = xr.Dataset(
-      {'temperature': (('time', 'level', 'latitude', 'longitude'), temp.astype(np.float32),
-                       {'units': 'K', 'long_name': 'temperature'}),
-       'sea_surface_temperature': (('time', 'latitude', 'longitude'),
-                                   np.repeat(sst[None], times, 0).astype(np.float32)),
-       'u_component_of_wind': (('time', 'level', 'latitude', 'longitude'),
-                               np.broadcast_to(wind, temp.shape).astype(np.float32)),
-       'v_component_of_wind': (('time', 'level', 'latitude', 'longitude'),
-                               np.zeros(temp.shape, np.float32)),
-       'land_sea_mask': (('latitude', 'longitude'), np.isnan(sst).astype(np.float32))},
-      coords={'time': pd.date_range('2021-03-01', periods=times, freq='6h'),
-              'level': np.array([500, 850]), 'latitude': lat, 'longitude': lon},
-      attrs={'title': 'tiny WB2-style test set'})
+  ds = mixed.mixed_dataset(times)
   with warnings.catch_warnings():  # zarr 3's note on consolidated metadata
     warnings.simplefilter('ignore')
     ds.to_zarr(path, mode='w')  # format 3 here; the error cases below write format 2
@@ -560,9 +541,7 @@ def _run_main(capsys, **values):
 def test_one_command_regrids_a_mixed_file_with_per_variable_methods(tmp_path, capsys):
   """Smooth fields, winds, an SST with NaN over land and precipitation in one file."""
   path = str(tmp_path / 'mixed.zarr')
-  ds = make_input(str(tmp_path / 'base.zarr'), times=4)
-  rain = np.maximum(ds.temperature.isel(level=0) - 275.0, 0.0).astype(np.float32)
-  ds['total_precipitation_6hr'] = rain.assign_attrs(units='m')
+  ds = mixed.mixed_dataset(times=4, precipitation=True)
   ds.to_zarr(path, mode='w', zarr_format=2)
   # Spectral for all refuses the SST, naming it and the per-variable way out.
   code, err = _run_main(capsys, input=path, output=str(tmp_path / 'a.zarr'), grid='healpix:8')

@@ -45,6 +45,7 @@ import xarray as xr
 from sphere_plugin import accessor
 from sphere_plugin import grids as grids_lib
 from sphere_plugin import regrid as regrid_lib
+from sphere_plugin import sht
 from sphere_plugin.beam import pipelines
 from sphere_plugin.io import atomic
 from sphere_plugin.io import datasets
@@ -62,6 +63,9 @@ class RegridJob:
     vector_pairs: ((u, v), ...) regridded as vectors.
     chunks: ((dim, size), ...) the chunking.
     lmax, taper, order: as `ds.sphere.regrid`.
+    table_budget: the driver's regridder memory budget in bytes
+      (`sphere_plugin.sht.set_table_budget`, --memory_budget_gib), applied on
+      the workers too.
   """
   input_path: str
   grid: str
@@ -72,11 +76,14 @@ class RegridJob:
   lmax: int | None = None
   taper: float | None = None
   order: str | None = None
+  table_budget: int | None = None
 
 
 @functools.lru_cache(maxsize=4)
 def planned(job: RegridJob):
   """The opened input and its `accessor.plan` (regridders built), once per process."""
+  if job.table_budget is not None:
+    sht.set_table_budget(job.table_budget)
   ds = datasets.open_dataset(job.input_path)
   return accessor.plan(ds, job.grid, dict(job.methods) or 'spectral',
                        variables=None if job.variables is None else list(job.variables),
@@ -163,7 +170,7 @@ def regrid_zarr(input_path: str, output: str, grid: str, method='spectral', *,
       variables=None if variables is None else tuple(
           [variables] if isinstance(variables, str) else variables),
       vector_pairs=tuple(tuple(p) for p in pairs), chunks=tuple(chunks.items()),
-      lmax=lmax, taper=taper, order=order)
+      lmax=lmax, taper=taper, order=order, table_budget=sht.get_table_budget())
   # The first chunk, as the CLI's: every variable (static ones too); the template.
   first = accessor.regrid_dataset(first_part, target, dict(job.methods), vector_pairs=pairs,
                                   lmax=lmax, taper=taper, order=order,

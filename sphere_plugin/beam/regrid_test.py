@@ -1,8 +1,8 @@
 """The Beam regrid pipeline (DirectRunner): equal to the local CLI, atomic, per-variable methods.
 
-The input is a small WB2-style zarr (`integration_tests/regrid_cli_test.make_input`
-layout: latitude descending, longitudes -180..180, time and level dims, an SST with
-NaN over land, winds, a static land-sea mask).
+The input is `sphere_plugin.testing.mixed.mixed_dataset` with 3 levels, precipitation
+and a time-only variable: latitude descending, longitudes -180..180, an SST with
+NaN over land, winds, a static land-sea mask.
 """
 
 import os
@@ -10,45 +10,21 @@ import subprocess
 import sys
 
 import numpy as np
-import pandas as pd
 import pytest
 import xarray as xr
 
 pytest.importorskip('apache_beam')
 pytest.importorskip('xarray_beam')
 
-from sphere_plugin import grids  # pylint: disable=g-import-not-at-top
-from sphere_plugin.beam import regrid as beam_regrid
+from sphere_plugin.beam import regrid as beam_regrid  # pylint: disable=g-import-not-at-top
 from sphere_plugin.cli import regrid as cli
+from sphere_plugin.testing import mixed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def make_input(path, times=6):
-  grid = grids.equiangular_with_poles(32, 17)
-  lat, lon = grid.latitudes[::-1], np.arange(32) * 11.25 - 180.0
-  la, lo = np.meshgrid(np.radians(lat), np.radians(lon), indexing='ij')
-  rng = np.random.default_rng(0)
-  base = 250 + 30 * np.cos(la) ** 2 + 5 * np.sin(la) * np.cos(2 * lo)
-  temp = base[None, None] + rng.normal(size=(times, 3) + base.shape)
-  sst = np.where((np.abs(np.degrees(la)) < 30) & (np.cos(lo) > 0), np.nan, base)
-  wind = 10 * np.cos(la) + rng.normal(size=(times, 3) + base.shape)
-  rain = np.maximum(temp[:, 0] - 270.0, 0.0)
-  ds = xr.Dataset(
-      {'temperature': (('time', 'level', 'latitude', 'longitude'), temp.astype(np.float32),
-                       {'units': 'K'}),
-       'sea_surface_temperature': (('time', 'latitude', 'longitude'),
-                                   np.repeat(sst[None], times, 0).astype(np.float32)),
-       'u_component_of_wind': (('time', 'level', 'latitude', 'longitude'),
-                               wind.astype(np.float32)),
-       'v_component_of_wind': (('time', 'level', 'latitude', 'longitude'),
-                               (0.5 * wind[:, ::-1]).astype(np.float32)),
-       'total_precipitation_6hr': (('time', 'latitude', 'longitude'), rain.astype(np.float32)),
-       'land_sea_mask': (('latitude', 'longitude'), np.isnan(sst).astype(np.float32)),
-       'co2': (('time',), np.arange(times, dtype=np.float32))},
-      coords={'time': pd.date_range('2021-03-01', periods=times, freq='6h'),
-              'level': np.array([250, 500, 850]), 'latitude': lat, 'longitude': lon},
-      attrs={'title': 'tiny WB2-style test set'})
+  ds = mixed.mixed_dataset(times, levels=(250, 500, 850), precipitation=True, co2=True)
   ds.to_zarr(path, mode='w', zarr_format=2)
   return ds
 

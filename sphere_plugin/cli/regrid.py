@@ -3,7 +3,14 @@
     sphere-regrid --input=era5.zarr --output=era5_hp64.zarr --grid=healpix:64 \
         --method=spectral --chunk=time=8
 
-(or `python tools/regrid.py ...`). HEALPix input may be in RING or NESTED
+(or `python tools/regrid.py ...`). `--method=auto` or
+`--method_for=sea_surface_temperature=conservative` give variables their own
+methods (`sphere_plugin.regrid.methods`); the summary line names them.
+`--runner=DirectRunner` (or DataflowRunner, FlinkRunner, ... with the runner's
+own flags, passed through) runs the same regridding as an Apache Beam
+pipeline (`sphere_plugin.beam.regrid`, the beam extra; zarr output,
+`--chunk=time=8,level=1` may split several dims); without `--runner` the
+local streaming path below runs. HEALPix input may be in RING or NESTED
 order as xdggs, CF 1.13 or easy.gems declare it (reordered to RING inside);
 HEALPix output is in `--healpix_order` (ring by default) and says so for all
 three. The input is read lazily (zarr through
