@@ -20,9 +20,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
+import signal
 from typing import Callable, Iterator, Mapping, Sequence
 
 from sphere_plugin.io import atomic
+from sphere_plugin.io import interrupts
 
 EXTRA_HINT = "pip install 'sphere_plugin[beam]' (apache-beam, xarray-beam)"
 
@@ -54,16 +57,36 @@ def run(build: Callable, runner: str = 'DirectRunner',
   Raises:
     RuntimeError: the pipeline ended in another state than DONE (runners that
       raise the worker's exception themselves, like the DirectRunner, raise it).
+    interrupts.Interrupted: SIGTERM/SIGINT arrived while a worker of this
+      process ran (inside `interrupts.raising_on_signals`).
   """
   beam, _ = require()
   from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
   options = pipeline_options.PipelineOptions(list(pipeline_args), runner=runner)
   pipeline = beam.Pipeline(options=options)
   build(pipeline)
-  result = pipeline.run()
-  state = result.wait_until_finish()
+  try:
+    state = pipeline.run().wait_until_finish()
+  except Exception as e:  # pylint: disable=broad-except
+    stopped = _interrupted(e)
+    if stopped is not None:  # a signal inside a worker on this process: say it as such
+      raise stopped from e
+    raise
   if state is not None and str(state).rsplit('.', 1)[-1] != 'DONE':
     raise RuntimeError(f'the Beam pipeline on {runner} ended in state {state}')
+
+
+def _interrupted(error: BaseException) -> interrupts.Interrupted | None:
+  """The SIGTERM/SIGINT (`interrupts.Interrupted`) that a runner wrapped into its own
+  error (the DirectRunner runs workers in this process and re-raises their errors as
+  RuntimeError, keeping only the text), or None."""
+  seen = error
+  while seen is not None:
+    if isinstance(seen, interrupts.Interrupted):
+      return seen
+    seen = seen.__cause__ or seen.__context__
+  match = re.search(r'Interrupted: stopped by (SIG[A-Z]+)', str(error))
+  return interrupts.Interrupted(signal.Signals[match.group(1)]) if match else None
 
 
 def _is_url(path: str) -> bool:

@@ -6,9 +6,13 @@ NaN over land, winds, a static land-sea mask.
 """
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
+from absl import flags
+from absl.testing import flagsaver
 import numpy as np
 import pytest
 import xarray as xr
@@ -104,7 +108,7 @@ def test_a_failed_pipeline_leaves_no_output_and_a_rerun_works(input_zarr, tmp_pa
     beam_regrid.regrid_zarr(input_zarr, out, 'healpix:4', chunks={'time': 2}, progress=False)
 
 
-def test_the_cli_runs_the_beam_path_with_runner_options(input_zarr, tmp_path):
+def test_the_cli_runs_the_beam_path_with_runner_options(input_zarr, tmp_path, capsys):
   out = str(tmp_path / 'out.zarr')
   env = {**os.environ, 'PYTHONPATH': ROOT}
   tool = os.path.join(ROOT, 'tools', 'regrid.py')
@@ -120,11 +124,35 @@ def test_the_cli_runs_the_beam_path_with_runner_options(input_zarr, tmp_path):
   assert got.sea_surface_temperature.attrs['regrid_method'] == 'conservative'
   assert got.temperature.attrs['regrid_method'] == 'spectral'
   # Runner options without --runner: one line, exit 1, nothing written.
-  proc = subprocess.run(
-      [sys.executable, tool, f'--input={input_zarr}', f'--output={tmp_path / "x.zarr"}',
-       '--grid=healpix:4', '--project=p'], capture_output=True, text=True, timeout=300,
-      env=env, cwd=ROOT)
-  lines = [l for l in proc.stderr.splitlines() if l.strip()]
-  assert proc.returncode == 1 and lines == [
+  with flagsaver.flagsaver():
+    rest = flags.FLAGS(['regrid', f'--input={input_zarr}', f'--output={tmp_path / "x.zarr"}',
+                        '--grid=healpix:4', '--project=p'], known_only=True)
+    assert cli.main(rest) == 1
+  lines = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+  assert lines == [
       "regrid: error: unknown arguments ['--project=p']: runner options are taken only with "
-      '--runner (e.g. --runner=DataflowRunner --project=...)'], proc.stderr
+      '--runner (e.g. --runner=DataflowRunner --project=...)']
+  assert not os.path.exists(tmp_path / 'x.zarr')
+
+
+def test_sigterm_stops_a_beam_run_in_one_line_and_removes_the_partial(tmp_path):
+  path = str(tmp_path / 'in.zarr')
+  mixed.mixed_dataset(300).to_zarr(path, mode='w', zarr_format=2)
+  out = str(tmp_path / 'out.zarr')
+  proc = subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, 'tools', 'regrid.py'), f'--input={path}',
+       f'--output={out}', '--grid=healpix:4', '--method=nearest', '--chunk=time=1',
+       '--runner=DirectRunner'],
+      stderr=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, 'PYTHONPATH': ROOT})
+  deadline = time.time() + 120
+  # The partial appears at set-up (the template), before the workers start.
+  while not os.path.exists(f'{out}.partial-{proc.pid}') and proc.poll() is None:
+    assert time.time() < deadline, 'no partial output appeared'
+    time.sleep(0.02)
+  time.sleep(1.0)  # into the chunks
+  proc.send_signal(signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 128 + signal.SIGTERM, stderr
+  lines = [l for l in stderr.splitlines() if l.strip() and not l.startswith('regrid: 300 ')]
+  assert lines == ['regrid: stopped by SIGTERM; the partial output was removed'], stderr
+  assert sorted(os.listdir(tmp_path)) == ['in.zarr']

@@ -413,13 +413,20 @@ def main(argv) -> int:
   def work():
     if _RUNNER.value:
       from sphere_plugin.beam import regrid as beam_regrid  # pylint: disable=g-import-not-at-top
+      if not flags.FLAGS['verbosity'].present:
+        # Beam and xarray-beam log set-up steps and optional-dependency notes on the
+        # root logger, and a failed worker's traceback at ERROR; the error is our one
+        # line (--verbose: traceback); --verbosity=0 shows their logs again.
+        logging.getLogger().setLevel(logging.ERROR)
+        logging.getLogger('apache_beam').setLevel(logging.CRITICAL)
       handle_stale_partials(_OUTPUT.value, _REMOVE_STALE.value)
-      beam_regrid.regrid_zarr(
-          _INPUT.value, _OUTPUT.value, _GRID.value,
-          parse_methods(_METHOD.value, _METHOD_FOR.value), variables=_VARIABLES.value,
-          vector_pairs=parse_vector_pairs(_VECTOR_PAIRS.value), chunks=_CHUNK.value,
-          overwrite=_OVERWRITE.value, lmax=_LMAX.value, taper=_TAPER.value,
-          order=_HEALPIX_ORDER.value, runner=_RUNNER.value, pipeline_args=pipeline_args)
+      with interrupts.raising_on_signals():  # SIGTERM/SIGINT: the partial is removed
+        beam_regrid.regrid_zarr(
+            _INPUT.value, _OUTPUT.value, _GRID.value,
+            parse_methods(_METHOD.value, _METHOD_FOR.value), variables=_VARIABLES.value,
+            vector_pairs=parse_vector_pairs(_VECTOR_PAIRS.value), chunks=_CHUNK.value,
+            overwrite=_OVERWRITE.value, lmax=_LMAX.value, taper=_TAPER.value,
+            order=_HEALPIX_ORDER.value, runner=_RUNNER.value, pipeline_args=pipeline_args)
       return
     regrid_file(_INPUT.value, _OUTPUT.value, _GRID.value,
                 parse_methods(_METHOD.value, _METHOD_FOR.value),

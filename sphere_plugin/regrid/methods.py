@@ -94,7 +94,7 @@ def choose(method, names: Iterable[str], pairs: Iterable[tuple[str, str]], *,
 
   Returns:
     {name: (method, reason)}: reason says why ('given', 'missing values',
-    'non-negative flux or mask (by name/attrs)', 'complete field', 'vector pair').
+    'non-negative flux or mask, by name/attrs', 'complete field', 'vector pair').
 
   Raises:
     ValueError: an unknown method; a mapping naming variables not regridded;
@@ -119,7 +119,7 @@ def choose(method, names: Iterable[str], pairs: Iterable[tuple[str, str]], *,
     if requested[n] != AUTO:
       out[n] = (requested[n], 'given')
     elif is_flux(n, attrs.get(n)):
-      out[n] = ('conservative', 'non-negative flux or mask (by name/attrs)')
+      out[n] = ('conservative', 'non-negative flux or mask, by name/attrs')
     elif has_missing is not None and has_missing(n):
       out[n] = ('conservative', 'missing values')
     else:

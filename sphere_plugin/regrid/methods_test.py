@@ -32,7 +32,7 @@ def test_auto_nan_and_flux_are_conservative_the_rest_spectral():
                missing={'sst'})
   assert got == {'t': ('spectral', 'complete field'), 'sst': ('conservative', 'missing values'),
                  'total_precipitation': ('conservative',
-                                         'non-negative flux or mask (by name/attrs)'),
+                                         'non-negative flux or mask, by name/attrs'),
                  'u': ('spectral', 'complete field'), 'v': ('spectral', 'complete field')}
   # A pair with NaN in one component: both conservative.
   got = choose('auto', ['u', 'v'], [('u', 'v')], missing={'v'})
