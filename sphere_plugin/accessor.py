@@ -403,6 +403,22 @@ def regrid_dataset(ds: xr.Dataset, target, method: str = 'spectral', *,
   return result
 
 
+def stamped_missing(ds: xr.Dataset) -> set[str]:
+  """Names of the variables `regrid_dataset` marked as having had missing values."""
+  return {str(n) for n, v in ds.data_vars.items() if 'regrid_missing_values' in v.attrs}
+
+
+def stamp_missing(store: str, names) -> None:
+  """Adds the `regrid_missing_values` note to `names` in a written zarr (format 2)
+  store (a path or an fsspec URL) and consolidates its metadata again: a streamed
+  or chunked write keeps the first chunk's attrs, NaN may first appear later."""
+  import zarr  # pylint: disable=g-import-not-at-top
+  group = zarr.open_group(store, mode='r+', zarr_format=2)
+  for name in sorted(names):
+    group[name].attrs['regrid_missing_values'] = MISSING_NOTE
+  zarr.consolidate_metadata(store, zarr_format=2)
+
+
 def regrid_part(part: xr.Dataset, names, target, to_regrid, pairs, *, load=None,
                 **options) -> xr.Dataset:
   """Regrids the variables `names` of one chunk of a planned dataset, in memory.

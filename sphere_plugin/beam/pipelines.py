@@ -201,7 +201,7 @@ def chunk_names(part, offsets: Mapping[str, int], chunks: Mapping[str, int],
 
 def chunks_to_zarr(output: str, *, overwrite: bool, first, ds, chunks: Mapping[str, int],
                    prepare: Callable, compute: Callable, job, runner: str,
-                   pipeline_args: Sequence[str]) -> None:
+                   pipeline_args: Sequence[str], finish: Callable | None = None) -> None:
   """Computes every chunk on the workers and writes the zarr `output` (format 2).
 
   Args:
@@ -214,6 +214,8 @@ def chunks_to_zarr(output: str, *, overwrite: bool, first, ds, chunks: Mapping[s
     compute: compute(job, offsets) -> the output chunk at offsets, in memory.
     job: a small picklable description of the work.
     runner, pipeline_args: the Beam runner and its options (`run`).
+    finish: finish(partial store), after every chunk is written and before it
+      is published (e.g. attrs only the workers could know).
   """
   beam, xbeam = require()
   from sphere_plugin.io import datasets  # pylint: disable=g-import-not-at-top
@@ -243,3 +245,5 @@ def chunks_to_zarr(output: str, *, overwrite: bool, first, ds, chunks: Mapping[s
                                            encoding=datasets.time_encoding(lazy)))
 
     run(build, runner, pipeline_args)
+    if finish is not None:
+      finish(tmp)

@@ -27,9 +27,10 @@ How it runs:
    starts clean.
 
 The result equals the local `tools/regrid.py` output on the same input and
-chunks (the same functions regrid the same chunks). Differences: the output is
-zarr only; the `regrid_missing_values` note comes from the first chunk (the
-CLI also adds it for NaN first seen in later chunks).
+chunks (the same functions regrid the same chunks; a variable whose NaN first
+appear in a later chunk gets its `regrid_missing_values` note as in the CLI:
+the worker leaves a marker in the partial store, the driver adds the note
+before publishing). The output is zarr only.
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ class RegridJob:
     table_budget: the driver's regridder memory budget in bytes
       (`sphere_plugin.sht.set_table_budget`, --memory_budget_gib), applied on
       the workers too.
+    noted: variables whose missing values the first chunk already noted.
+    markers: where a worker leaves an empty file per variable whose NaN it
+      found first (a folder inside the partial store); the driver adds their
+      `regrid_missing_values` notes before publishing, as the CLI does.
   """
   input_path: str
   grid: str
@@ -77,6 +82,8 @@ class RegridJob:
   taper: float | None = None
   order: str | None = None
   table_budget: int | None = None
+  noted: tuple[str, ...] = ()
+  markers: str | None = None
 
 
 @functools.lru_cache(maxsize=4)
@@ -109,7 +116,34 @@ def regrid_chunk(job: RegridJob, offsets: Mapping[str, int]) -> xr.Dataset:
   out = accessor.regrid_part(part, names, target, to_regrid, pairs, load=datasets.load,
                              method=dict(job.methods), lmax=job.lmax, taper=job.taper,
                              order=job.order, ringing=_RINGING)
+  _mark_missing(job, accessor.stamped_missing(out) - set(job.noted))
   return out.drop_encoding()
+
+
+MARKERS = '.sphere_plugin_missing_values'  # inside the partial store, removed before publishing
+
+
+def _mark_missing(job: RegridJob, names) -> None:
+  """Leaves an empty marker file per variable (idempotent; any worker, any order)."""
+  if not names or job.markers is None:
+    return
+  import fsspec  # pylint: disable=g-import-not-at-top
+  fs, root = fsspec.core.url_to_fs(job.markers)
+  fs.makedirs(root, exist_ok=True)
+  for name in names:
+    fs.touch(f'{root}/{name}')
+
+
+def _stamp_marked(store: str) -> None:
+  """Adds the notes the workers marked to the partial store; removes the markers."""
+  import fsspec  # pylint: disable=g-import-not-at-top
+  fs, root = fsspec.core.url_to_fs(f'{store}/{MARKERS}')
+  if not fs.exists(root):
+    return
+  names = sorted(p.rstrip('/').rsplit('/', 1)[-1] for p in fs.ls(root, detail=False))
+  fs.rm(root, recursive=True)
+  if names:
+    accessor.stamp_missing(store, names)
 
 
 _RINGING = accessor.RingingReport()  # once per variable and process
@@ -179,9 +213,11 @@ def regrid_zarr(input_path: str, output: str, grid: str, method='spectral', *,
     print(f'regrid: {len(pipelines.chunk_offsets(ds.sizes, chunks))} chunks of '
           f'{chunks or "the whole dataset"} on {runner}; methods: '
           f'{regrid_lib.methods.summary(chosen, pairs)}', file=sys.stderr)
+  job = dataclasses.replace(job, noted=tuple(sorted(accessor.stamped_missing(first))),
+                            markers=f'{atomic.partial_path(output)}/{MARKERS}')
   pipelines.chunks_to_zarr(output, overwrite=overwrite, first=first, ds=ds, chunks=chunks,
                            prepare=planned, compute=regrid_chunk, job=job, runner=runner,
-                           pipeline_args=pipeline_args)
+                           pipeline_args=pipeline_args, finish=_stamp_marked)
   if progress:
     print(f'wrote {output} ({target}) in {time.time() - started:.1f} s on {runner}',
           file=sys.stderr)

@@ -156,3 +156,20 @@ def test_sigterm_stops_a_beam_run_in_one_line_and_removes_the_partial(tmp_path):
   lines = [l for l in stderr.splitlines() if l.strip() and not l.startswith('regrid: 300 ')]
   assert lines == ['regrid: stopped by SIGTERM; the partial output was removed'], stderr
   assert sorted(os.listdir(tmp_path)) == ['in.zarr']
+
+
+def test_nan_first_seen_in_a_later_chunk_is_noted_as_by_the_cli(tmp_path):
+  ds = mixed.mixed_dataset(6)
+  late = ds.temperature.isel(level=0).copy()
+  late[5, :3] = np.nan  # only in the last chunk
+  ds['late'] = late
+  path = str(tmp_path / 'in.zarr')
+  ds.to_zarr(path, mode='w', zarr_format=2)
+  local, beam = str(tmp_path / 'local.zarr'), str(tmp_path / 'beam.zarr')
+  method = {'late': 'conservative', 'sea_surface_temperature': 'conservative',
+            'land_sea_mask': 'conservative'}
+  cli.regrid_file(path, local, 'healpix:4', method, chunk='time=2', progress=False)
+  beam_regrid.regrid_zarr(path, beam, 'healpix:4', method, chunks={'time': 2}, progress=False)
+  assert 'regrid_missing_values' in xr.open_zarr(beam).late.attrs
+  assert_same(beam, local)
+  assert not any(n.startswith('.sphere') for n in os.listdir(beam))  # markers removed

@@ -213,18 +213,8 @@ def chunk_steps(dim: str | None, size: int, length: int):
   return -(-length // size), (slice(i, min(i + size, length)) for i in range(0, length, size))
 
 
-def _stamped_missing(ds: xr.Dataset) -> set[str]:
-  """Names of the variables `regrid_dataset` marked as having had missing values."""
-  return {str(n) for n, v in ds.data_vars.items() if 'regrid_missing_values' in v.attrs}
-
-
-def _stamp_missing(store: str, names) -> None:
-  """Adds the `regrid_missing_values` note to `names` in a written zarr (format 2) store."""
-  import zarr  # pylint: disable=g-import-not-at-top
-  group = zarr.open_group(store, mode='r+', zarr_format=2)
-  for name in sorted(names):
-    group[name].attrs['regrid_missing_values'] = accessor.MISSING_NOTE
-  zarr.consolidate_metadata(store, zarr_format=2)
+_stamped_missing = accessor.stamped_missing
+_stamp_missing = accessor.stamp_missing
 
 
 def _note(message: str) -> None:
