@@ -77,9 +77,14 @@ def test_direct_runner_equals_the_local_cli(input_zarr, tmp_path, method, grid):
 def test_chunks_over_time_and_level_give_the_same_output(input_zarr, tmp_path):
   local, beam = str(tmp_path / 'local.zarr'), str(tmp_path / 'beam.zarr')
   cli.regrid_file(input_zarr, local, 'healpix:4', 'auto', chunk='time=2', progress=False)
+  beam_regrid.planned.cache_clear()
   beam_regrid.regrid_zarr(input_zarr, beam, 'healpix:4', 'auto', chunks='time=2,level=1',
                           progress=False)
   assert_same(beam, local)
+  # 3 x 3 chunks, one worker process here: the input opened and the regridders
+  # built once for all of them.
+  info = beam_regrid.planned.cache_info()
+  assert info.misses == 1 and info.hits >= 9, info
   import zarr  # pylint: disable=g-import-not-at-top
   assert zarr.open_group(beam, mode='r')['temperature'].chunks == (2, 1, 192)
 
