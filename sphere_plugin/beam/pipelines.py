@@ -62,7 +62,7 @@ def run(build: Callable, runner: str = 'DirectRunner',
   """
   beam, _ = require()
   from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
-  options = pipeline_options.PipelineOptions(list(pipeline_args), runner=runner)
+  options = pipeline_options.PipelineOptions(list(pipeline_args), runner=local_runner(runner))
   pipeline = beam.Pipeline(options=options)
   build(pipeline)
   try:
@@ -74,6 +74,21 @@ def run(build: Callable, runner: str = 'DirectRunner',
     raise
   if state is not None and str(state).rsplit('.', 1)[-1] != 'DONE':
     raise RuntimeError(f'the Beam pipeline on {runner} ended in state {state}')
+
+
+def local_runner(runner: str) -> str:
+  """The Beam runner that `runner` names here: 'DirectRunner' is Beam's in-process
+  FnApiRunner (what Beam's own DirectRunner falls back to), so a local run never
+  downloads Beam's Go runner (Prism) from the network; ask for 'PrismRunner' by
+  name to use it. Every other name is passed to Beam unchanged.
+
+  Args:
+    runner: a runner name as on the command line ('DirectRunner', 'DataflowRunner', ...).
+
+  Returns:
+    the runner name to give Beam's PipelineOptions.
+  """
+  return 'FnApiRunner' if runner.lower() in ('direct', 'directrunner') else runner
 
 
 def _interrupted(error: BaseException) -> interrupts.Interrupted | None:

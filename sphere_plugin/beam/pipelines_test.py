@@ -37,3 +37,22 @@ def test_published_output_appears_only_on_success(tmp_path, url):
   with pytest.raises(FileExistsError, match='--overwrite'):
     with pipelines.published_output(name):
       pass
+
+
+def test_direct_runner_runs_in_process_without_fetching_prism(monkeypatch):
+  """'DirectRunner' must not try Beam's Prism download (no network at run time)."""
+  from apache_beam.runners.portability import prism_runner  # pylint: disable=g-import-not-at-top
+
+  tried = []
+
+  def refuse(*args, **kwargs):  # Beam's DirectRunner would catch an error and fall back
+    tried.append(args)
+    raise RuntimeError('Prism was tried')
+  monkeypatch.setattr(prism_runner.PrismRunner, 'run_pipeline', refuse)
+  from apache_beam.testing import util  # pylint: disable=g-import-not-at-top
+  beam = pipelines.require()[0]
+  pipelines.run(lambda p: util.assert_that(p | beam.Create([1, 2]) | beam.Map(lambda x: 2 * x),
+                                           util.equal_to([2, 4])),
+                runner='DirectRunner')
+  assert not tried
+  assert pipelines.local_runner('DataflowRunner') == 'DataflowRunner'
