@@ -136,6 +136,7 @@ def published_output(output: str, overwrite: bool = False) -> Iterator[str]:
     fs.rm(tmp_path, recursive=True)
   try:
     yield tmp
+    interrupts.raise_if_stopped()  # a SIGTERM whose raise was swallowed: do not publish
     if fs.exists(path):
       fs.rm(path, recursive=True)
     fs.mv(tmp_path, path, recursive=True)

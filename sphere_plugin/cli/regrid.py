@@ -425,7 +425,15 @@ def main(argv) -> int:
                 overwrite=_OVERWRITE.value, lmax=_LMAX.value, taper=_TAPER.value,
                 order=_HEALPIX_ORDER.value, remove_stale_partials=_REMOVE_STALE.value)
 
-  return errors.run_main('regrid', work, stopped_note='; the partial output was removed')
+  status = errors.run_main('regrid', work, stopped_note='; the partial output was removed')
+  if _RUNNER.value and status > 128:
+    # Stopped by a signal, partial removed: Beam's in-process worker threads do not
+    # stop with the main thread, and Python's exit would wait for them (seen to hang
+    # under load); nothing of ours is left to flush, so leave now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)  # pylint: disable=protected-access
+  return status
 
 
 def run() -> None:

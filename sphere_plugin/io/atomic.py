@@ -19,6 +19,8 @@ import os
 import re
 import shutil
 
+from sphere_plugin.io import interrupts
+
 
 def remove(path: str) -> None:
   """Removes a file or directory tree if it exists."""
@@ -85,6 +87,7 @@ def atomic_path(path: str, *, overwrite: bool = True):
   remove(tmp)
   try:
     yield tmp
+    interrupts.raise_if_stopped()  # a SIGTERM whose raise was swallowed: do not publish
     if not overwrite:
       _publish_no_replace(tmp, path)
       return
