@@ -30,33 +30,14 @@ import sphere_plugin
 from sphere_plugin import grids
 from sphere_plugin import regrid
 from sphere_plugin.cli import regrid as cli
+from sphere_plugin.testing import mixed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(ROOT, 'tools', 'regrid.py')
 
 
 def make_input(path, times=10):
-  grid = grids.equiangular_with_poles(32, 17)
-  lat, lon = grid.latitudes[::-1], np.arange(32) * 11.25 - 180.0
-  la, lo = np.meshgrid(np.radians(lat), np.radians(lon), indexing='ij')
-  rng = np.random.default_rng(0)
-  base = 250 + 30 * np.cos(la) ** 2 + 5 * np.sin(la) * np.cos(2 * lo)
-  temp = base[None, None] + rng.normal(size=(times, 2) + base.shape)
-  sst = np.where((np.abs(np.degrees(la)) < 30) & (np.cos(lo) > 0), np.nan, base)
-  wind = 10 * np.cos(la)
-  ds = xr.Dataset(
-      {'temperature': (('time', 'level', 'latitude', 'longitude'), temp.astype(np.float32),
-                       {'units': 'K', 'long_name': 'temperature'}),
-       'sea_surface_temperature': (('time', 'latitude', 'longitude'),
-                                   np.repeat(sst[None], times, 0).astype(np.float32)),
-       'u_component_of_wind': (('time', 'level', 'latitude', 'longitude'),
-                               np.broadcast_to(wind, temp.shape).astype(np.float32)),
-       'v_component_of_wind': (('time', 'level', 'latitude', 'longitude'),
-                               np.zeros(temp.shape, np.float32)),
-       'land_sea_mask': (('latitude', 'longitude'), np.isnan(sst).astype(np.float32))},
-      coords={'time': pd.date_range('2021-03-01', periods=times, freq='6h'),
-              'level': np.array([500, 850]), 'latitude': lat, 'longitude': lon},
-      attrs={'title': 'tiny WB2-style test set'})
+  ds = mixed.mixed_dataset(times)
   with warnings.catch_warnings():  # zarr 3's note on consolidated metadata
     warnings.simplefilter('ignore')
     ds.to_zarr(path, mode='w')  # format 3 here; the error cases below write format 2
@@ -547,3 +528,56 @@ def test_cli_refuses_partial_sky_healpix_in_one_line(tmp_path, capsys):
   line = _error(capsys, input=path, output=str(tmp_path / 'out.zarr'), grid='gaussian:32x16')
   assert 'full sphere' in line and '20 cells missing' in line and 'nested ids 0, 1, 2' in line
   assert not os.path.exists(tmp_path / 'out.zarr')
+
+
+def _run_main(capsys, **values):
+  """cli.main in this process (no JAX start-up per run); returns (exit code, stderr)."""
+  with flagsaver.flagsaver():
+    flags.FLAGS(['regrid'] + [f'--{k}={v}' for k, v in values.items()])
+    code = cli.main(['regrid'])
+  return code, capsys.readouterr().err
+
+
+def test_one_command_regrids_a_mixed_file_with_per_variable_methods(tmp_path, capsys):
+  """Smooth fields, winds, an SST with NaN over land and precipitation in one file."""
+  path = str(tmp_path / 'mixed.zarr')
+  ds = mixed.mixed_dataset(times=4, precipitation=True)
+  ds.to_zarr(path, mode='w', zarr_format=2)
+  # Spectral for all refuses the SST, naming it and the per-variable way out.
+  code, err = _run_main(capsys, input=path, output=str(tmp_path / 'a.zarr'), grid='healpix:8')
+  assert code == 1 and "'sea_surface_temperature'" in err and '--method_for' in err
+  assert not os.path.exists(tmp_path / 'a.zarr')
+  # --method_for: the SST (and the rain) conservative, the rest spectral.
+  code, err = _run_main(
+      capsys, input=path, output=str(tmp_path / 'b.zarr'), grid='healpix:8',
+      method='spectral', method_for='sea_surface_temperature=conservative,'
+      'total_precipitation_6hr=conservative', chunk='time=3')
+  assert code == 0, err
+  b = xr.open_zarr(str(tmp_path / 'b.zarr')).load()
+  assert b.sea_surface_temperature.attrs['regrid_method'] == 'conservative'
+  assert b.temperature.attrs['regrid_method'] == 'spectral' and b.attrs['regrid_method'] == 'mixed'
+  # auto: the same choice from the data and the names; printed in the summary.
+  code, err = _run_main(capsys, input=path, output=str(tmp_path / 'c.zarr'), grid='healpix:8',
+                        method='auto', chunk='time=3')
+  assert code == 0, err
+  summary = [l for l in err.splitlines() if l.startswith('wrote ')]
+  assert len(summary) == 1 and 'methods: ' in summary[0], err
+  assert 'sea_surface_temperature (missing values)' in summary[0]
+  assert 'total_precipitation_6hr (non-negative flux or mask' in summary[0]
+  assert 'u_component_of_wind:v_component_of_wind (vector pair)' in summary[0]
+  c = xr.open_zarr(str(tmp_path / 'c.zarr')).load()
+  got = {n: c[n].attrs['regrid_method'] for n in c.data_vars}
+  assert got == {'temperature': 'spectral', 'u_component_of_wind': 'spectral',
+                 'v_component_of_wind': 'spectral', 'sea_surface_temperature': 'conservative',
+                 'total_precipitation_6hr': 'conservative', 'land_sea_mask': 'conservative'}
+  for name in c.data_vars:
+    if name != 'land_sea_mask':  # spectral in b: not named in --method_for
+      np.testing.assert_array_equal(c[name].values, b[name].values)
+  # The streamed result equals the in-memory one; winds went through the spin-1 pair.
+  want = ds.sphere.regrid('healpix:8', 'auto')
+  for name in c.data_vars:
+    np.testing.assert_allclose(c[name].values, want[name].values, rtol=1e-6, atol=1e-5)
+  assert float(c.total_precipitation_6hr.min()) >= 0
+  code, err = _run_main(capsys, input=path, output=str(tmp_path / 'd.zarr'), grid='healpix:8',
+                        method_for='temperature')
+  assert code == 1 and 'regrid: error: --method_for needs NAME=METHOD' in err

@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 import warnings
+from typing import Mapping
 
 import numpy as np
 import xarray as xr
@@ -179,7 +180,9 @@ def plan(ds: xr.Dataset, target, method: str = 'spectral', *, variables=None,
 
   Returns:
     (ds restricted to `variables`, source grid, target grid, spatial dims,
-    names of the variables to regrid, names to drop, vector pairs, Regridder).
+    names of the variables to regrid, names to drop, vector pairs,
+    {method: Regridder} for every method the request may use: with 'auto',
+    'conservative' as well, as the data decide).
 
   Raises:
     ValueError: unknown grid or method, not a global grid (partial-sky HEALPix
@@ -213,8 +216,52 @@ def plan(ds: xr.Dataset, target, method: str = 'spectral', *, variables=None,
       raise ValueError(f'vector pair {u}:{v} is missing {absent} (spatial variables: '
                        f'{spatial}); give both components, or vector_pairs=None '
                        '(--vector_pairs=none on the command line) to regrid them as scalars')
-  regridder = regrid_lib.regridder(source, target, method, lmax=lmax, taper=taper)
-  return ds, source, target, src_dims, spatial, partial, pairs, regridder
+  candidates = {m for n, (m, _) in regrid_lib.methods.choose(
+      method, spatial, pairs, known=regrid_lib.METHODS,
+      attrs={n: ds[n].attrs for n in spatial}).items()}
+  if _undecided(method, spatial):  # 'auto' without data: NaN would make it conservative
+    candidates.add('conservative')
+  if not candidates:  # nothing to regrid: still check the grids and options
+    candidates = {regrid_lib.methods.default(method).replace('auto', 'spectral')}
+  regridders = _regridders(source, target, candidates, lmax, taper)
+  return ds, source, target, src_dims, spatial, partial, pairs, regridders
+
+
+def _undecided(method, names) -> bool:
+  """Whether 'auto' leaves some of `names` to be decided by their data (NaN or not)."""
+  if isinstance(method, Mapping):
+    return any(method.get(n, method.get(regrid_lib.methods.DEFAULT_KEY)) == 'auto'
+               for n in names)
+  return method == 'auto' and bool(names)
+
+
+def _regridders(source, target, methods, lmax, taper) -> dict:
+  """{method: Regridder} for `methods` (built and cached); lmax and taper go to the
+  spectral one, and are refused (by `regrid_lib.regridder`) when no method is spectral."""
+  spectral_only = 'spectral' in methods
+  return {m: regrid_lib.regridder(
+      source, target, m,
+      **({} if spectral_only and m != 'spectral' else dict(lmax=lmax, taper=taper)))
+          for m in sorted(methods)}
+
+
+def choose_methods(ds: xr.Dataset, method, spatial, pairs) -> dict[str, tuple[str, str]]:
+  """The method of each variable of `spatial` in `ds`, with the reason
+  (`sphere_plugin.regrid.methods.choose`; 'auto' reads the data of the variables
+  its names and attrs leave undecided, once each, to look for NaN).
+
+  Returns:
+    {name: (method, reason)}.
+  """
+  return regrid_lib.methods.choose(
+      method, spatial, pairs, known=regrid_lib.METHODS,
+      attrs={n: ds[n].attrs for n in spatial}, has_missing=lambda n: _has_missing(ds[n]))
+
+
+def method_attr(chosen: Mapping[str, tuple[str, str]]) -> str:
+  """The dataset's `regrid_method` attr: the one method used, or 'mixed'."""
+  used = {m for m, _ in chosen.values()}
+  return used.pop() if len(used) == 1 else 'mixed'
 
 
 def regrid_dataset(ds: xr.Dataset, target, method: str = 'spectral', *,
@@ -236,9 +283,12 @@ def regrid_dataset(ds: xr.Dataset, target, method: str = 'spectral', *,
     variables that had NaN (non-spectral methods skip them).
   """
   ringing = RingingReport() if ringing is None else ringing
-  ds, source, target, src_dims, spatial, partial, pairs, regridder = plan(
+  ds, source, target, src_dims, spatial, partial, pairs, _ = plan(
       ds, target, method, variables=variables, vector_pairs=vector_pairs, lmax=lmax,
       taper=taper, order=order)
+  chosen = choose_methods(ds, method, spatial, pairs)
+  methods = {n: m for n, (m, _) in chosen.items()}
+  regridders = _regridders(source, target, set(methods.values()), lmax, taper)
   order = _check_order(target, order)
   # The source's HEALPix description (ids, grid mapping): not carried, not warned about.
   described = set()
@@ -284,11 +334,15 @@ def regrid_dataset(ds: xr.Dataset, target, method: str = 'spectral', *,
     try:
       return apply(*args, **kwargs)
     except ValueError as e:
-      raise ValueError(f'variable {names}: {e}') from e
+      hint = (' (for this variable only: method={name: "conservative"} or method="auto"; '
+              'on the command line --method_for=NAME=conservative or --method=auto)'
+              if 'non-finite' in str(e) else '')
+      raise ValueError(f'variable {names}: {e}{hint}') from e
 
   def scalar(name):
     """The scalar regridding of variable `name`, checked for ringing when spectral."""
-    if method != 'spectral':
+    regridder = regridders[methods[name]]
+    if methods[name] != 'spectral':
       return regridder
 
     def regrid_and_check(x):
@@ -302,13 +356,15 @@ def regrid_dataset(ds: xr.Dataset, target, method: str = 'spectral', *,
     if n not in paired:
       out[n] = named(repr(n), scalar(n), canon[n])
   for u, v in pairs:
-    out[u], out[v] = named(f'pair {u}:{v}', regridder.vector, canon[u], canon[v], nout=2)
-  if method != 'spectral':  # spectral refuses NaN; the others skip them: say so where done
-    for n in spatial:
-      if _has_missing(canon[n]):
-        out[n].attrs['regrid_missing_values'] = MISSING_NOTE
-      else:
-        out[n].attrs.pop('regrid_missing_values', None)
+    out[u], out[v] = named(f'pair {u}:{v}', regridders[methods[u]].vector, canon[u], canon[v],
+                           nout=2)
+  for n in spatial:
+    out[n].attrs['regrid_method'] = methods[n]
+    # Spectral refuses NaN; the others skip them: say so where done.
+    if methods[n] != 'spectral' and _has_missing(canon[n]):
+      out[n].attrs['regrid_missing_values'] = MISSING_NOTE
+    else:
+      out[n].attrs.pop('regrid_missing_values', None)
   rest = {n: v for n, v in ds.data_vars.items()
           if n not in spatial and n not in partial and n not in mappings}
   # Scalar coords travel with each DataArray: drop the source's grid mapping there too.
@@ -334,7 +390,7 @@ def regrid_dataset(ds: xr.Dataset, target, method: str = 'spectral', *,
                       coords=coords, attrs=dict(ds.attrs))
   result = _restore_layout(result, ds, src_dims, tgt_dims)
   result.attrs.update({'grid': str(target), 'regrid_source_grid': str(source),
-                       'regrid_method': method})
+                       'regrid_method': method_attr(chosen)})
   if isinstance(source, grids_lib.HealpixGrid):  # stale now
     for key in ('nside', 'order', 'dggs', 'grid_mapping'):
       result.attrs.pop(key, None)
@@ -345,6 +401,56 @@ def regrid_dataset(ds: xr.Dataset, target, method: str = 'spectral', *,
     result.attrs.pop('healpix_nside', None)
     result.attrs.pop('healpix_order', None)
   return result
+
+
+def stamped_missing(ds: xr.Dataset) -> set[str]:
+  """Names of the variables `regrid_dataset` marked as having had missing values."""
+  return {str(n) for n, v in ds.data_vars.items() if 'regrid_missing_values' in v.attrs}
+
+
+def stamp_missing(store: str, names) -> None:
+  """Adds the `regrid_missing_values` note to `names` in a written zarr (format 2)
+  store (a path or an fsspec URL) and consolidates its metadata again: a streamed
+  or chunked write keeps the first chunk's attrs, NaN may first appear later."""
+  import zarr  # pylint: disable=g-import-not-at-top
+  group = zarr.open_group(store, mode='r+', zarr_format=2)
+  for name in sorted(names):
+    group[name].attrs['regrid_missing_values'] = MISSING_NOTE
+  zarr.consolidate_metadata(store, zarr_format=2)
+
+
+def regrid_part(part: xr.Dataset, names, target, to_regrid, pairs, *, load=None,
+                **options) -> xr.Dataset:
+  """Regrids the variables `names` of one chunk of a planned dataset, in memory.
+
+  What the streaming CLI and the Beam pipelines do to each chunk after the
+  first (`plan` checked everything first, e.g. that vector pairs are whole).
+
+  Args:
+    part: the chunk (lazy or in memory), e.g. ds.isel(time=slice(8, 16)) of
+      `plan`'s dataset.
+    names: the variables to return.
+    target: the target Grid.
+    to_regrid, pairs: from `plan` (names among `to_regrid` are regridded, the
+      others carried unchanged).
+    load: Dataset -> Dataset reading it into memory (default `.load()`).
+    **options: keyword arguments of `regrid_dataset`; a `method` mapping is
+      restricted to the variables regridded here.
+
+  Returns:
+    Dataset of `names`, regridded, in memory.
+  """
+  load = load or (lambda d: d.load())
+  spatial = [n for n in names if n in to_regrid]
+  rest = load(part[[n for n in names if n not in to_regrid]])
+  if not spatial:
+    return rest
+  present = [p for p in pairs if p[0] in spatial]
+  method = options.pop('method', 'spectral')
+  if isinstance(method, Mapping):
+    method = {n: m for n, m in method.items() if n in spatial or n == '*'}
+  out = regrid_dataset(load(part[spatial]), target, method, vector_pairs=present, **options)
+  return out.assign({n: rest[n] for n in rest.data_vars})
 
 
 class _Accessor:
@@ -363,7 +469,7 @@ class _Accessor:
 class DatasetAccessor(_Accessor):
   """`ds.sphere`: grid detection, regridding and forecasting of an xarray Dataset."""
 
-  def regrid(self, target, method: str = 'spectral', *, variables=None,
+  def regrid(self, target, method: str | Mapping[str, str] = 'spectral', *, variables=None,
              vector_pairs='auto', lmax: int | None = None,
              taper: float | None = None, order: str | None = None) -> xr.Dataset:
     """Regrids the Dataset to `target`.
@@ -377,7 +483,14 @@ class DatasetAccessor(_Accessor):
     Args:
       target: a Grid or its text form ('healpix:32', 'gaussian:128x64').
       method: 'spectral' (default), 'conservative', 'bilinear' or 'nearest'
-        (see `sphere_plugin.regrid`).
+        (see `sphere_plugin.regrid`) for every variable; 'auto': 'conservative'
+        for variables with missing values (NaN; dask data are read once to
+        look) and for non-negative fluxes and masks recognised by name or
+        attrs (precipitation, radiation, sea ice, ...), 'spectral' for the
+        rest; or a mapping {variable: method or 'auto'} whose '*' entry
+        (default 'spectral') covers the others, e.g.
+        {'sea_surface_temperature': 'conservative'}. Both components of a
+        vector pair get one method (see `sphere_plugin.regrid.methods`).
       variables: names to keep (default: all data variables). Variables without
         spatial dims are carried unchanged; those with only some spatial dims
         are dropped with a warning.
@@ -399,7 +512,9 @@ class DatasetAccessor(_Accessor):
       `pixel` coordinate (the ids; healpix_nside, healpix_order 'ring'/'nest')
       and per-pixel latitude/longitude (`grids.healpix_coords`); data variables
       get grid_mapping='crs'. attrs are kept; `grid`, `regrid_source_grid`,
-      `regrid_method` (and healpix_nside / healpix_order) are added. Dask-backed
+      `regrid_method` (the one method used, or 'mixed') and healpix_nside /
+      healpix_order are added to the Dataset's, `regrid_method` (the method
+      that variable got) to each regridded variable's. Dask-backed
       input gives lazy output.
     """
     return regrid_dataset(self._obj, target, method, variables=variables,

@@ -178,9 +178,10 @@ def test_each_wind_component_keeps_its_own_attrs(method, lazy):
     ds = ds.chunk(time=1)
   out = ds.sphere.regrid('healpix:4', method, variables=['u_component_of_wind',
                                                           'v_component_of_wind'])
-  # Their own attrs, plus the HEALPix grid mapping of the result.
-  assert out.u_component_of_wind.attrs == {**CF_U, 'grid_mapping': 'crs'}
-  assert out.v_component_of_wind.attrs == {**CF_V, 'grid_mapping': 'crs'}  # not u's
+  # Their own attrs, plus the HEALPix grid mapping and the method of the result.
+  added = {'grid_mapping': 'crs', 'regrid_method': method}
+  assert out.u_component_of_wind.attrs == {**CF_U, **added}
+  assert out.v_component_of_wind.attrs == {**CF_V, **added}  # not u's
 
 
 def test_missing_values_note_only_on_variables_with_nan():
@@ -210,3 +211,65 @@ def test_ringing_warning_names_the_variable_once_and_points_at_the_caller():
   with pytest.warns(regrid.RingingWarning) as caught:
     ds.sphere.regrid('gaussian:64x32', variables=['mask'])
   assert caught[0].filename == __file__  # this test, not accessor.py
+
+
+def mixed_like(times=2):
+  """A WB2/ERA5-like mix: smooth fields, winds, an SST with NaN over land, precipitation."""
+  ds, grid = wb2_like(times=times)
+  ds['u_component_of_wind'] = ds.temperature.assign_attrs(CF_U)
+  ds['v_component_of_wind'] = (ds.temperature * 0.5).assign_attrs(CF_V)
+  rain = np.maximum(ds.temperature.isel(level=0) - 1.0, 0.0) ** 2
+  ds['total_precipitation_6hr'] = rain.assign_attrs(units='m')
+  ds['rate'] = rain.assign_attrs(standard_name='precipitation_flux')  # by attrs only
+  return ds.drop_vars('co2'), grid
+
+
+@pytest.mark.parametrize('lazy', [False, True])
+def test_auto_picks_a_method_per_variable_and_records_it(lazy):
+  ds, grid = mixed_like()
+  src = ds.chunk(time=1) if lazy else ds
+  out = src.sphere.regrid('healpix:8', 'auto').compute()
+  got = {n: out[n].attrs['regrid_method'] for n in out.data_vars}
+  assert got == {'temperature': 'spectral', 'u_component_of_wind': 'spectral',
+                 'v_component_of_wind': 'spectral',
+                 'sea_surface_temperature': 'conservative',  # NaN over land
+                 'total_precipitation_6hr': 'conservative', 'rate': 'conservative',
+                 'land_sea_mask': 'conservative'}
+  assert out.attrs['regrid_method'] == 'mixed'
+  assert 'regrid_missing_values' in out.sea_surface_temperature.attrs
+  # Each variable equals a single-method regrid of it; winds stay a spin-1 pair.
+  spectral = ds.sphere.regrid('healpix:8', variables=['temperature', 'u_component_of_wind',
+                                                      'v_component_of_wind'])
+  conservative = ds.sphere.regrid('healpix:8', 'conservative',
+                                  variables=['sea_surface_temperature', 'total_precipitation_6hr'])
+  for n in spectral.data_vars:
+    np.testing.assert_array_equal(out[n].values, spectral[n].values)
+  for n in conservative.data_vars:
+    np.testing.assert_array_equal(out[n].values, conservative[n].values)
+  as_scalars = ds.sphere.regrid('healpix:8', variables=['u_component_of_wind'],
+                                vector_pairs=None)
+  assert np.abs(out.u_component_of_wind - as_scalars.u_component_of_wind).max() > 1e-3
+  assert float(out.total_precipitation_6hr.min()) >= 0  # no ringing
+
+
+def test_a_mapping_of_methods_and_its_errors():
+  ds, _ = mixed_like()
+  out = ds.sphere.regrid('healpix:8', {'sea_surface_temperature': 'conservative',
+                                       'total_precipitation_6hr': 'auto', '*': 'bilinear'})
+  assert out.sea_surface_temperature.attrs['regrid_method'] == 'conservative'
+  assert out.total_precipitation_6hr.attrs['regrid_method'] == 'conservative'
+  assert out.temperature.attrs['regrid_method'] == 'bilinear'
+  only = ds.sphere.regrid('healpix:8', {'sea_surface_temperature': 'nearest'},
+                          variables=['sea_surface_temperature', 'temperature'])
+  assert only.temperature.attrs['regrid_method'] == 'spectral'  # the default for the rest
+  with pytest.raises(ValueError, match=r"not regridded here.*\['nope'\]|\['nope'\].*not "):
+    ds.sphere.regrid('healpix:8', {'nope': 'conservative'})
+  with pytest.raises(ValueError, match="unknown regridding method 'cubic' for variable"):
+    ds.sphere.regrid('healpix:8', {'temperature': 'cubic'})
+  with pytest.raises(ValueError, match='vector pair u_component_of_wind:v_component_of_wind '
+                     'needs one method'):
+    ds.sphere.regrid('healpix:8', {'u_component_of_wind': 'conservative',
+                                   'v_component_of_wind': 'spectral'})
+  # Spectral on the SST names the variable and points at the per-variable way out.
+  with pytest.raises(ValueError, match="'sea_surface_temperature'.*--method_for"):
+    ds.sphere.regrid('healpix:8', variables=['sea_surface_temperature'])

@@ -16,6 +16,7 @@ import grimp
 LAYERS = (
     ('sphere_plugin.cli',),
     ('sphere_plugin.weather', 'sphere_plugin.molecules', 'sphere_plugin.examples'),
+    ('sphere_plugin.beam',),
     ('sphere_plugin.accessor', 'sphere_plugin.neuralgcm', 'sphere_plugin.scattering_cache'),
     ('sphere_plugin.train', 'sphere_plugin.testing'),
     ('sphere_plugin.nn', 'sphere_plugin.regrid'),

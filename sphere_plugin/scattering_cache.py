@@ -20,6 +20,7 @@ match (size and mtime would miss data replaced by `cp -p` or rsync).
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -58,6 +59,12 @@ def _coarse_coords(ds: xr.Dataset, grid, coarse) -> dict:
           lat: xr.DataArray(coarse.latitudes, dims=(lat,), attrs={'units': 'degrees_north'})}
 
 
+@functools.lru_cache(maxsize=8)
+def compiled(transform: scattering.ScatteringTransform):
+  """The jitted transform, once per process (calls on later chunks reuse its programs)."""
+  return jax.jit(transform.__call__)
+
+
 def scattering_attrs(transform: scattering.ScatteringTransform, variables) -> dict:
   """The attrs that identify a cached result."""
   attrs = {f'scattering_{k}': v for k, v in transform.config().items()}
@@ -66,7 +73,9 @@ def scattering_attrs(transform: scattering.ScatteringTransform, variables) -> di
   return attrs
 
 
-def _variables(ds, spatial, variables):
+def spatial_variables(ds, spatial, variables=None) -> list[str]:
+  """The variables to transform: `variables` (checked: present, with the spatial
+  dims), or every numeric variable with the spatial dims."""
   if variables is None:
     return [n for n, v in ds.data_vars.items()
             if set(spatial) <= set(v.dims) and np.issubdtype(v.dtype, np.number)]
@@ -99,7 +108,7 @@ def scatter_dataset(ds: xr.Dataset, *, variables=None, batch_size: int = 16,
   """
   grid = grids_lib.from_dataset(ds)
   spatial = grids_lib.spatial_dims(ds)
-  names = _variables(ds, spatial, variables)
+  names = spatial_variables(ds, spatial, variables)
   if not names:
     raise ValueError(f'no variable has the spatial dims {spatial}')
   ds = _canonical(ds, grid)
@@ -114,7 +123,7 @@ def scatter_dataset(ds: xr.Dataset, *, variables=None, batch_size: int = 16,
       'j1': ('path', [p[0] if p else -1 for p in paths]),
       'j2': ('path', [p[1] if len(p) > 1 else -1 for p in paths]),
   }
-  run = jax.jit(transform.__call__)
+  run = compiled(transform)
   out = {}
   jobs = []
   for name in names:
@@ -171,8 +180,9 @@ def default_output(input_path: str) -> str:
   return stem + ('.scattering.zarr' if ext == '.zarr' or os.path.isdir(path) else '.scattering.nc')
 
 
-def _source_attrs(input_path: str) -> dict:
-  """What identifies the source data: its name and a digest of its content."""
+def source_attrs(input_path: str) -> dict:
+  """What identifies the source data: its name and a digest of its content
+  (`scatter_file` reuses an output only when they match)."""
   return {'scattering_source': os.path.basename(os.path.abspath(input_path).rstrip('/')),
           'scattering_source_sha256': datasets.content_digest(input_path)}
 
@@ -206,9 +216,9 @@ def scatter_file(input_path: str, output: str | None = None, *, overwrite: bool 
   output = default_output(input_path) if output is None else os.fspath(output).rstrip('/')
   ds = datasets.open_dataset(input_path)
   grid = grids_lib.from_dataset(ds)
-  names = _variables(ds, grids_lib.spatial_dims(ds), variables)
+  names = spatial_variables(ds, grids_lib.spatial_dims(ds), variables)
   transform = scattering.ScatteringTransform(grid, **params)
-  expected = {**scattering_attrs(transform, names), **_source_attrs(input_path)}
+  expected = {**scattering_attrs(transform, names), **source_attrs(input_path)}
   if os.path.exists(output):
     with datasets.open_dataset(output) as old:
       found = dict(old.attrs)

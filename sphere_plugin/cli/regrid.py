@@ -3,7 +3,14 @@
     sphere-regrid --input=era5.zarr --output=era5_hp64.zarr --grid=healpix:64 \
         --method=spectral --chunk=time=8
 
-(or `python tools/regrid.py ...`). HEALPix input may be in RING or NESTED
+(or `python tools/regrid.py ...`). `--method=auto` or
+`--method_for=sea_surface_temperature=conservative` give variables their own
+methods (`sphere_plugin.regrid.methods`); the summary line names them.
+`--runner=DirectRunner` (or DataflowRunner, FlinkRunner, ... with the runner's
+own flags, passed through) runs the same regridding as an Apache Beam
+pipeline (`sphere_plugin.beam.regrid`, the beam extra; zarr output,
+`--chunk=time=8,level=1` may split several dims); without `--runner` the
+local streaming path below runs. HEALPix input may be in RING or NESTED
 order as xdggs, CF 1.13 or easy.gems declare it (reordered to RING inside);
 HEALPix output is in `--healpix_order` (ring by default) and says so for all
 three. The input is read lazily (zarr through
@@ -66,13 +73,21 @@ from sphere_plugin.io import errors
 from sphere_plugin.io import flag_help as help_lib
 from sphere_plugin.io import interrupts
 from sphere_plugin.io import writers
+from sphere_plugin.io import datasets
 from sphere_plugin.io.datasets import open_dataset
 
 _INPUT = flags.DEFINE_string('input', None, 'Input dataset: a .zarr store or a netCDF file.')
 _OUTPUT = flags.DEFINE_string('output', None, 'Output path: .zarr for zarr, else netCDF.')
 _GRID = flags.DEFINE_string('grid', None, "Target grid, e.g. 'healpix:64', 'gaussian:128x64'.")
-_METHOD = flags.DEFINE_enum('method', 'spectral', list(regrid_lib.METHODS),
-                            'Regridding method.')
+_METHOD = flags.DEFINE_enum(
+    'method', 'spectral', list(regrid_lib.METHODS) + ['auto'],
+    "Regridding method of every variable; 'auto': conservative for fields with missing "
+    'values (NaN in the first chunk) and for non-negative fluxes and masks (by name or '
+    'attrs), spectral for the rest.')
+_METHOD_FOR = flags.DEFINE_multi_string(
+    'method_for', [],
+    "Per-variable methods overriding --method: NAME=METHOD, repeatable or comma-separated, "
+    "e.g. --method_for=sea_surface_temperature=conservative,total_precipitation=auto.")
 _VARIABLES = flags.DEFINE_list('variables', None, 'Variables to regrid (default: all).')
 _VECTOR_PAIRS = flags.DEFINE_string(
     'vector_pairs', 'auto',
@@ -93,20 +108,19 @@ _REMOVE_STALE = flags.DEFINE_bool(
     'remove_stale_partials', False,
     'Remove <output>.partial-<pid> paths left by runs whose process is gone (by default they '
     'are named in a warning).')
+_RUNNER = flags.DEFINE_string(
+    'runner', None,
+    "Run as an Apache Beam pipeline on this runner (DirectRunner, DataflowRunner, "
+    "FlinkRunner, SparkRunner, ...; needs the beam extra); the runner's own options "
+    '(--project, --region, --temp_location, --direct_num_workers, ...) are passed through. '
+    'Without it the local streaming path runs.')
 _MEMORY_BUDGET = flags.DEFINE_float(
     'memory_budget_gib', None,
     'Largest size in GiB of one part of the regridder (grid, tables, weights); default 4 '
     '(sphere_plugin.sht.set_table_budget).')
 
 
-def _load(ds: xr.Dataset) -> xr.Dataset:
-  """Reads a (lazy) subset into memory, concurrently for tensorstore arrays."""
-  try:
-    import xarray_tensorstore  # pylint: disable=g-import-not-at-top
-    ds = xarray_tensorstore.read(ds)
-  except (ImportError, TypeError, ValueError):
-    pass
-  return ds.load()
+_load = datasets.load
 
 
 def parse_vector_pairs(text: str | None):
@@ -118,32 +132,41 @@ def parse_vector_pairs(text: str | None):
   return [p.strip() for p in text.split(',') if p.strip()]
 
 
-def default_chunk_dim(ds: xr.Dataset, spatial: tuple[str, ...]) -> str | None:
-  """The dim streamed by default: a time-like dim if any (time, valid_time,
-  init_time, ...), else the first other non-spatial dim of the data variables."""
-  dims = [d for v in ds.data_vars.values() for d in v.dims if d not in spatial]
-  dims = list(dict.fromkeys(dims))
-  timelike = [d for d in dims if 'time' in str(d).lower()]
-  return (timelike or dims or [None])[0]
+def parse_methods(method: str, method_for=()) -> str | dict[str, str]:
+  """--method and --method_for -> what `ds.sphere.regrid(method=...)` takes.
+
+  Args:
+    method: the method of the variables `method_for` does not name.
+    method_for: 'NAME=METHOD' items (each may hold several, comma-separated).
+
+  Returns:
+    `method` alone, or {NAME: METHOD, ..., '*': method}.
+  """
+  items = [i.strip() for text in method_for or () for i in text.split(',') if i.strip()]
+  if not items:
+    return method
+  out = {}
+  for item in items:
+    name, sep, value = item.partition('=')
+    if not sep or not name.strip() or not value.strip():
+      raise ValueError(f'--method_for needs NAME=METHOD, got {item!r}')
+    out[name.strip()] = value.strip()
+  return {**out, '*': method}
+
+
+default_chunk_dim = datasets.default_chunk_dim
 
 
 def parse_chunk(text: str | None, ds: xr.Dataset, spatial: tuple[str, ...]):
-  """'time=8' -> ('time', 8); default (default_chunk_dim, 8), or (None, 0)."""
-  if not text:
-    dim = default_chunk_dim(ds, spatial)
-    return (dim, 8) if dim is not None else (None, 0)
-  name, _, size = text.partition('=')
-  if name not in ds.dims:
-    raise ValueError(f'--chunk dim {name!r} is not a dim of the input (dims: {dict(ds.sizes)})')
-  if name in spatial:
-    raise ValueError(f'--chunk dim {name!r} is a spatial dim; chunk along time, level, ...')
-  try:
-    size = int(size)
-  except ValueError:
-    size = 0
-  if size < 1:
-    raise ValueError(f'--chunk needs dim=size with size >= 1, got {text!r}')
-  return name, size
+  """'time=8' -> ('time', 8); default (default_chunk_dim, 8), or (None, 0).
+
+  Several dims ('time=8,level=1') are for the Beam path (--runner) only.
+  """
+  chunks = datasets.parse_chunks(text, ds, spatial)
+  if len(chunks) > 1:
+    raise ValueError(f'--chunk={text} names several dims; the local path streams along one '
+                     '(several need --runner, e.g. --runner=DirectRunner)')
+  return next(iter(chunks.items()), (None, 0))
 
 
 def _netcdf_safe(ds: xr.Dataset) -> xr.Dataset:
@@ -158,20 +181,7 @@ def _netcdf_safe(ds: xr.Dataset) -> xr.Dataset:
   return ds
 
 
-def _time_encoding(ds: xr.Dataset) -> dict:
-  """Fixed units for datetime coords, so later appends encode the same way."""
-  return {n: {'units': 'seconds since 1970-01-01', 'dtype': 'int64'}
-          for n, c in ds.coords.items() if np.issubdtype(c.dtype, np.datetime64)}
-
-
-def _check_output(output: str, overwrite: bool) -> None:
-  if os.path.exists(output) and not overwrite:
-    raise FileExistsError(f'output {output!r} exists; pass --overwrite to replace it')
-  parent = os.path.dirname(os.path.abspath(output))
-  if not os.path.isdir(parent):
-    raise FileNotFoundError(f'output directory {parent!r} does not exist')
-  if not os.access(parent, os.W_OK):
-    raise PermissionError(f'output directory {parent!r} is not writable')
+_check_output = atomic.check_output
 
 
 def handle_stale_partials(output: str, remove: bool = False) -> list[str]:
@@ -189,12 +199,7 @@ def handle_stale_partials(output: str, remove: bool = False) -> list[str]:
   return stale
 
 
-def _check_not_empty(ds: xr.Dataset, input_path: str) -> None:
-  """An empty input is refused: an empty output would look like a complete result."""
-  empty = [str(d) for d, n in ds.sizes.items() if n == 0]
-  if empty:
-    raise ValueError(f'input {input_path!r} has no data: dim {empty[0]!r} has length 0 '
-                     f'(sizes {dict(ds.sizes)}); nothing to regrid, no output written')
+_check_not_empty = datasets.check_not_empty
 
 
 def chunk_steps(dim: str | None, size: int, length: int):
@@ -208,18 +213,8 @@ def chunk_steps(dim: str | None, size: int, length: int):
   return -(-length // size), (slice(i, min(i + size, length)) for i in range(0, length, size))
 
 
-def _stamped_missing(ds: xr.Dataset) -> set[str]:
-  """Names of the variables `regrid_dataset` marked as having had missing values."""
-  return {str(n) for n, v in ds.data_vars.items() if 'regrid_missing_values' in v.attrs}
-
-
-def _stamp_missing(store: str, names) -> None:
-  """Adds the `regrid_missing_values` note to `names` in a written zarr (format 2) store."""
-  import zarr  # pylint: disable=g-import-not-at-top
-  group = zarr.open_group(store, mode='r+', zarr_format=2)
-  for name in sorted(names):
-    group[name].attrs['regrid_missing_values'] = accessor.MISSING_NOTE
-  zarr.consolidate_metadata(store, zarr_format=2)
+_stamped_missing = accessor.stamped_missing
+_stamp_missing = accessor.stamp_missing
 
 
 def _note(message: str) -> None:
@@ -266,22 +261,24 @@ def _regrid_later_chunk(part, dim, target, to_regrid, partial, pairs, options):
     dim: the chunk dim.
     target: target Grid.
     to_regrid, partial, pairs: from `accessor.plan`.
-    options: keyword arguments of `accessor.regrid_dataset`.
+    options: keyword arguments of `accessor.regrid_dataset`; `method` is
+      {name: method} for every variable of `to_regrid` (chosen on the first chunk).
 
   Returns:
     the regridded chunk, in memory.
   """
   names = [n for n, v in part.data_vars.items() if dim in v.dims and n not in partial]
-  spatial = [n for n in names if n in to_regrid]
-  rest = _load(part[[n for n in names if n not in to_regrid]])
-  if not spatial:
-    return rest
-  present = [p for p in pairs if p[0] in spatial]  # plan() checked that pairs are whole
-  out = accessor.regrid_dataset(_load(part[spatial]), target, vector_pairs=present, **options)
-  return out.assign({n: rest[n] for n in rest.data_vars})
+  return accessor.regrid_part(part, names, target, to_regrid, pairs, load=_load, **options)
 
 
-def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral', *,
+def method_text(method) -> str:
+  """--method / --method_for as one short text for progress lines."""
+  if isinstance(method, str):
+    return method
+  return ', '.join(f'{k}={v}' for k, v in method.items())
+
+
+def regrid_file(input_path: str, output: str, grid: str, method='spectral', *,
                 variables=None, vector_pairs='auto', chunk: str | None = None,
                 overwrite: bool = False, lmax: int | None = None,
                 taper: float | None = None, order: str | None = None,
@@ -294,7 +291,10 @@ def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral
     grid: target grid text form.
     method, variables, vector_pairs, lmax, taper, order: as `ds.sphere.regrid`
       (HEALPix input in any order the conventions declare; `order` is the
-      HEALPix output's, default 'ring').
+      HEALPix output's, default 'ring'). `method` may be 'auto' or a mapping
+      (`parse_methods`); 'auto' decides on the first chunk (NaN there) and
+      keeps that method for the run (a spectral variable with NaN in a later
+      chunk is refused, naming it).
     chunk: 'dim=size' streamed per step (see `parse_chunk`).
     overwrite: replace an existing output, also one that appeared during the
       run (without it, such an output is kept and FileExistsError raised).
@@ -314,7 +314,7 @@ def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral
   handle_stale_partials(output, remove_stale_partials)
   ds = open_dataset(input_path)
   if progress:
-    _note(f'preparing {method} regridding to {target} (building the transform tables or '
+    _note(f'preparing {method_text(method)} regridding to {target} (building the transform tables or '
           'weights, cached for later chunks; the first chunk also compiles)')
   prepared = time.time()
   # Every check before any work (plan() also sizes the regridder: regrid.memory).
@@ -342,7 +342,10 @@ def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral
         for i, step in enumerate(bar):
           part = ds if dim is None else ds.isel({dim: step})
           if i == 0:
-            out = accessor.regrid_dataset(_load(part), target, vector_pairs=pairs, **options)
+            part = _load(part)
+            chosen = accessor.choose_methods(part, method, to_regrid, pairs)
+            options['method'] = {n: m for n, (m, _) in chosen.items()}
+            out = accessor.regrid_dataset(part, target, vector_pairs=pairs, **options)
           else:  # variables without the chunk dim were written with the first chunk
             out = _regrid_later_chunk(part, dim, target, to_regrid, partial, pairs, options)
           # The input's storage encoding (codecs, chunks) does not fit the new shapes.
@@ -353,7 +356,7 @@ def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral
             missing_later |= _stamped_missing(out) - first_missing
           with _writing(output):
             if i == 0:
-              out.to_zarr(tmp_store, mode='w', encoding=_time_encoding(out), zarr_format=2)
+              out.to_zarr(tmp_store, mode='w', encoding=datasets.time_encoding(out), zarr_format=2)
             else:
               out.to_zarr(tmp_store, append_dim=dim)
         if missing_later:  # appends keep the first chunk's attrs
@@ -369,8 +372,8 @@ def regrid_file(input_path: str, output: str, grid: str, method: str = 'spectral
       if not to_zarr:
         atomic.remove(tmp_store)
   if progress:
-    print(f'wrote {output} ({target}, {method}) in {time.time() - started:.1f} s',
-          file=sys.stderr)
+    print(f'wrote {output} ({target}) in {time.time() - started:.1f} s; methods: '
+          f'{regrid_lib.methods.summary(chosen, pairs)}', file=sys.stderr)
   return output
 
 
@@ -381,8 +384,10 @@ def main(argv) -> int:
     0; 1 after any error, reported in one line on stderr (`--verbose` adds
     the traceback); 128 + signum when SIGTERM/SIGINT stopped it.
   """
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  pipeline_args = list(argv[1:])
+  if pipeline_args and not _RUNNER.value:
+    return errors.fail('regrid', f'unknown arguments {pipeline_args}: runner options are '
+                       'taken only with --runner (e.g. --runner=DataflowRunner --project=...)')
   allocator.retain_freed_memory()
   if not flags.FLAGS['verbosity'].present:
     # JAX logs 'Unable to initialize backend ...' at INFO on its first backend use,
@@ -396,17 +401,46 @@ def main(argv) -> int:
     sht.set_table_budget(int(_MEMORY_BUDGET.value * 2**30))
 
   def work():
-    regrid_file(_INPUT.value, _OUTPUT.value, _GRID.value, _METHOD.value,
+    if _RUNNER.value:
+      from sphere_plugin.beam import regrid as beam_regrid  # pylint: disable=g-import-not-at-top
+      if not flags.FLAGS['verbosity'].present:
+        # Beam and xarray-beam log set-up steps and optional-dependency notes on the
+        # root logger, and a failed worker's traceback at ERROR; the error is our one
+        # line (--verbose: traceback); --verbosity=0 shows their logs again.
+        logging.getLogger().setLevel(logging.ERROR)
+        logging.getLogger('apache_beam').setLevel(logging.CRITICAL)
+      handle_stale_partials(_OUTPUT.value, _REMOVE_STALE.value)
+      with interrupts.raising_on_signals():  # SIGTERM/SIGINT: the partial is removed
+        beam_regrid.regrid_zarr(
+            _INPUT.value, _OUTPUT.value, _GRID.value,
+            parse_methods(_METHOD.value, _METHOD_FOR.value), variables=_VARIABLES.value,
+            vector_pairs=parse_vector_pairs(_VECTOR_PAIRS.value), chunks=_CHUNK.value,
+            overwrite=_OVERWRITE.value, lmax=_LMAX.value, taper=_TAPER.value,
+            order=_HEALPIX_ORDER.value, runner=_RUNNER.value, pipeline_args=pipeline_args)
+      return
+    regrid_file(_INPUT.value, _OUTPUT.value, _GRID.value,
+                parse_methods(_METHOD.value, _METHOD_FOR.value),
                 variables=_VARIABLES.value,
                 vector_pairs=parse_vector_pairs(_VECTOR_PAIRS.value), chunk=_CHUNK.value,
                 overwrite=_OVERWRITE.value, lmax=_LMAX.value, taper=_TAPER.value,
                 order=_HEALPIX_ORDER.value, remove_stale_partials=_REMOVE_STALE.value)
 
-  return errors.run_main('regrid', work, stopped_note='; the partial output was removed')
+  status = errors.run_main('regrid', work, stopped_note='; the partial output was removed')
+  if _RUNNER.value and status > 128:
+    # Stopped by a signal, partial removed: Beam's in-process worker threads do not
+    # stop with the main thread, and Python's exit would wait for them (seen to hang
+    # under load); nothing of ours is left to flush, so leave now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)  # pylint: disable=protected-access
+  return status
 
 
 def run() -> None:
   """Console-script entry point (`sphere-regrid`)."""
   help_lib.declare_key_flags(__name__)  # --help lists --input, --grid, ...
   with _one_line_warnings('regrid'):  # not in main(): callers may record warnings
-    app.run(lambda argv: sys.exit(main(argv)))
+    # Flags we do not know are the Beam runner's options (--project, --region, ...),
+    # passed through to it; without --runner main() refuses them in one line.
+    app.run(lambda argv: sys.exit(main(argv)),
+            flags_parser=lambda argv: flags.FLAGS(argv, known_only=True))

@@ -19,6 +19,8 @@ import os
 import re
 import shutil
 
+from sphere_plugin.io import interrupts
+
 
 def remove(path: str) -> None:
   """Removes a file or directory tree if it exists."""
@@ -85,6 +87,7 @@ def atomic_path(path: str, *, overwrite: bool = True):
   remove(tmp)
   try:
     yield tmp
+    interrupts.raise_if_stopped()  # a SIGTERM whose raise was swallowed: do not publish
     if not overwrite:
       _publish_no_replace(tmp, path)
       return
@@ -138,3 +141,17 @@ def write_text(path: str, text: str) -> None:
     os.replace(tmp, path)
   finally:
     remove(tmp)
+
+
+def check_output(output: str, overwrite: bool) -> None:
+  """Refuses, in one line, an existing output (without `overwrite`) and a missing or
+  read-only output directory (local paths; URLs are checked by their writer)."""
+  if '://' in os.fspath(output):
+    return
+  if os.path.exists(output) and not overwrite:
+    raise FileExistsError(f'output {output!r} exists; pass --overwrite to replace it')
+  parent = os.path.dirname(os.path.abspath(output))
+  if not os.path.isdir(parent):
+    raise FileNotFoundError(f'output directory {parent!r} does not exist')
+  if not os.access(parent, os.W_OK):
+    raise PermissionError(f'output directory {parent!r} is not writable')

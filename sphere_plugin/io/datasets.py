@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 
+import numpy as np
 import xarray as xr
 
 
@@ -35,6 +36,74 @@ def open_dataset(path: str | os.PathLike) -> xr.Dataset:
   except Exception as e:  # pylint: disable=broad-except
     first = str(e).splitlines()[0] if str(e) else type(e).__name__
     raise ValueError(f'cannot read {path!r} as a zarr store or netCDF file: {first}') from e
+
+
+def load(ds: xr.Dataset) -> xr.Dataset:
+  """Reads a (lazy) subset into memory, concurrently for tensorstore arrays."""
+  try:
+    import xarray_tensorstore  # pylint: disable=g-import-not-at-top
+    ds = xarray_tensorstore.read(ds)
+  except (ImportError, TypeError, ValueError):
+    pass
+  return ds.load()
+
+
+def default_chunk_dim(ds: xr.Dataset, spatial) -> str | None:
+  """The dim streamed by default: a time-like dim if any (time, valid_time,
+  init_time, ...), else the first other non-spatial dim of the data variables."""
+  dims = [d for v in ds.data_vars.values() for d in v.dims if d not in spatial]
+  dims = list(dict.fromkeys(dims))
+  timelike = [d for d in dims if 'time' in str(d).lower()]
+  return (timelike or dims or [None])[0]
+
+
+def parse_chunks(text: str | None, ds: xr.Dataset, spatial) -> dict[str, int]:
+  """'time=8' or 'time=8,level=1' -> {'time': 8, 'level': 1}.
+
+  Default (no text): 8 steps of `default_chunk_dim`, or {} when there is none.
+
+  Raises:
+    ValueError: (one line) a dim that is not in `ds`, a spatial dim, a size
+      below 1.
+  """
+  if not text:
+    dim = default_chunk_dim(ds, spatial)
+    return {dim: 8} if dim is not None else {}
+  out = {}
+  for item in text.split(','):
+    name, _, size = item.strip().partition('=')
+    if name not in ds.dims:
+      raise ValueError(f'--chunk dim {name!r} is not a dim of the input (dims: '
+                       f'{dict(ds.sizes)})')
+    if name in spatial:
+      raise ValueError(f'--chunk dim {name!r} is a spatial dim; chunk along time, level, ...')
+    try:
+      n = int(size)
+    except ValueError:
+      n = 0
+    if n < 1:
+      raise ValueError(f'--chunk needs dim=size with size >= 1, got {text!r}')
+    out[name] = n
+  return out
+
+
+def check_not_empty(ds: xr.Dataset, input_path: str) -> None:
+  """An empty input is refused: an empty output would look like a complete result."""
+  empty = [str(d) for d, n in ds.sizes.items() if n == 0]
+  if empty:
+    raise ValueError(f'input {input_path!r} has no data: dim {empty[0]!r} has length 0 '
+                     f'(sizes {dict(ds.sizes)}); nothing to regrid, no output written')
+
+
+def time_encoding(ds: xr.Dataset) -> dict:
+  """Fixed units for the datetime coords of `ds` ('seconds since 1970-01-01', int64),
+  so that chunks appended or written later encode them the same way.
+
+  Returns:
+    {coordinate name: encoding} for `to_zarr(encoding=...)`.
+  """
+  return {n: {'units': 'seconds since 1970-01-01', 'dtype': 'int64'}
+          for n, c in ds.coords.items() if np.issubdtype(c.dtype, np.datetime64)}
 
 
 def content_digest(path: str, block: int = 1 << 24) -> str:

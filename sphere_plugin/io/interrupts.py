@@ -41,18 +41,39 @@ def raising_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
   if threading.current_thread() is not threading.main_thread():
     yield
     return
-  state = {'raised': False}
+  state = {'signum': None}
 
   def handler(signum, frame):
     del frame
-    if state['raised']:
+    if state['signum'] is not None:
       return  # already stopping: let the clean-up finish
-    state['raised'] = True
+    state['signum'] = signum
     raise Interrupted(signum)
 
   previous = {s: signal.signal(s, handler) for s in signums}
+  _OPEN.append(state)
   try:
     yield
+    raise_if_stopped()  # the raise was swallowed (see raise_if_stopped): say it now
   finally:
+    _OPEN.remove(state)
     for s, h in previous.items():
       signal.signal(s, h)
+
+
+# The states of the raising_on_signals blocks now open (main thread only).
+_OPEN: list[dict] = []
+
+
+def raise_if_stopped() -> None:
+  """Raises Interrupted if a signal arrived in an open `raising_on_signals` block.
+
+  The handler's raise can be lost: when the signal is handled inside a
+  callback whose exceptions Python ignores (a garbage-collection callback,
+  `__del__`, a weakref callback) it is printed as 'Exception ignored' and the
+  work goes on. Call this before an irreversible step (publishing an output)
+  so a stopped run never completes; the block also calls it on exit.
+  """
+  for state in _OPEN:
+    if state['signum'] is not None:
+      raise Interrupted(state['signum'])

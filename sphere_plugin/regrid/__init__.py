@@ -19,6 +19,11 @@ Methods:
   'bilinear'      on the source's iso-latitude rings, periodic in longitude.
   'nearest'       nearest source pixel.
 
+Per variable (`sphere_plugin.regrid.methods`, used by `ds.sphere.regrid` and
+tools/regrid.py): 'auto' picks 'conservative' for fields with missing values
+and for non-negative fluxes and masks (by name or attrs), 'spectral' for the
+rest; a mapping {variable: method, '*': default} names them one by one.
+
 Fields are (..., *grid.shape) in the grid conventions of `sphere_plugin.grids`
 (lat-lon (..., nlon, nlat) latitude ascending; HEALPix (..., npix) RING).
 Weights and transform tables are built once per (source, target, method,
@@ -33,6 +38,7 @@ from sphere_plugin import grids as grids_lib
 from sphere_plugin.regrid import conservative
 from sphere_plugin.regrid import interpolation
 from sphere_plugin.regrid import memory
+from sphere_plugin.regrid import methods
 from sphere_plugin.regrid import spectral
 from sphere_plugin.regrid.base import Regridder
 from sphere_plugin.regrid.base import result_dtype
@@ -107,4 +113,4 @@ def regrid_vector(u, v, source, target, method: str = 'spectral', **options):
 
 
 __all__ = ['METHODS', 'Regridder', 'SparseRegridder', 'SpectralRegridder', 'cell_areas',
-           'regrid', 'regrid_vector', 'regridder', 'result_dtype']
+           'methods', 'regrid', 'regrid_vector', 'regridder', 'result_dtype']

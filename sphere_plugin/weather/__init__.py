@@ -5,8 +5,10 @@ One module per concept, in dependency order:
     spec           WeatherSpec: what a run reads and how it cuts it (gin)
     conventions    opening a WB2 dataset and its canonical layout
     forcings       computed forcings (TOA solar radiation, time features)
-    normalization  Normalizer: per-channel statistics and their JSON file
+    normalization  Normalizer: per-channel statistics and their JSON file; the
+                   mergeable Moments / StatisticsSums behind them
     data           WeatherData: windows, channels, batches; compute_normalizer
+    beam_statistics  the Normalizer as an Apache Beam reduction (beam extra)
     held_suarez    the embedded dataset, simulated with dinosaur
     forecaster     the Forecaster model (winds as spin-1), weighted MSE
     forecast_task  ForecastTask: the forecaster on the shared training loop
@@ -22,7 +24,9 @@ from sphere_plugin.train.batching import BatchIterator
 from sphere_plugin.train.batching import batch_rows
 from sphere_plugin.weather.conventions import canonicalize
 from sphere_plugin.weather.conventions import open_dataset
+from sphere_plugin.weather.data import chunk_statistics
 from sphere_plugin.weather.data import compute_normalizer
+from sphere_plugin.weather.data import statistics_plan
 from sphere_plugin.weather.data import WeatherData
 from sphere_plugin.weather.forcings import SOLAR_CONSTANT
 from sphere_plugin.weather.forcings import solar_position

@@ -59,7 +59,10 @@ from sphere_plugin.weather.forcings import SOLAR_CONSTANT
 from sphere_plugin.weather.forcings import time_features
 from sphere_plugin.weather.forcings import toa_solar_radiation
 from sphere_plugin.weather.normalization import NORMALIZER_FILENAME
+from sphere_plugin.weather.normalization import Moments
 from sphere_plugin.weather.normalization import Normalizer
+from sphere_plugin.weather.normalization import StatisticsSums
+from sphere_plugin.weather.normalization import normalizer_from_sums
 from sphere_plugin.weather.spec import COMPUTED_FORCING_CHANNELS
 from sphere_plugin.weather.spec import WeatherSpec
 
@@ -88,7 +91,7 @@ class WeatherData:
   """
 
   def __init__(self, spec: WeatherSpec | None = None, normalizer: Normalizer | None = None,
-               progress: bool = False):
+               progress: bool = False, compute_statistics: bool = True):
     """Opens the dataset and checks it against the spec.
 
     Args:
@@ -96,6 +99,8 @@ class WeatherData:
       normalizer: statistics to use (e.g. `Normalizer.load` from a workdir);
         None computes them from `spec.train_period` (`compute_normalizer`).
       progress: show a progress bar while computing statistics.
+      compute_statistics: False leaves `normalizer` None when none is given
+        (a reader for computing statistics elsewhere, e.g. a Beam worker).
 
     Raises:
       ValueError: naming every missing variable, level or static forcing, and
@@ -142,7 +147,8 @@ class WeatherData:
     self._lat, self._lon = self._toa_coords(ds)
 
     if normalizer is None:
-      normalizer = compute_normalizer(self, progress=progress)
+      if compute_statistics:
+        normalizer = compute_normalizer(self, progress=progress)
     else:
       self._check_normalizer(normalizer)
     self.normalizer = normalizer
@@ -613,24 +619,21 @@ class WeatherData:
     return data
 
 
-def compute_normalizer(data: WeatherData, split: str = 'train',
-                       chunk_size: int | None = None, progress: bool = False) -> Normalizer:
-  """Streams statistics over the times of `split` (default: training only).
-
-  Means are area-weighted (grid quadrature weights) over space and plain over
-  times; moments are accumulated in float64, shifted by the first chunk's
-  means to avoid cancellation. Time-step differences use the pairs
-  (t, t + time_step) of `data.window_starts(split, 1)` (both ends in the
-  split, no gap bridged).
+def statistics_plan(data: WeatherData, split: str = 'train',
+                    chunk_size: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+  """The chunks of time indices whose statistics make up the Normalizer of `split`.
 
   Args:
-    data: the WeatherData (its spec, grid and reader are used).
+    data: the WeatherData.
     split: the split to summarise.
-    chunk_size: times read at once; default ~64 MB of float32 state.
-    progress: show a progress bar.
+    chunk_size: times per chunk; default ~64 MB of float32 state.
 
   Returns:
-    A `Normalizer` (see its docstring for the vector-pair rules).
+    (chunks: list of (n,) int64 ascending time indices, is_pair: (T,) bool,
+    whether time t starts a time-step pair (t, t + stride) inside the split).
+
+  Raises:
+    ValueError: the split holds no time, or no two times a time step apart.
   """
   idx = np.flatnonzero(data._split_mask(split))  # pylint: disable=protected-access
   times = data.all_times
@@ -644,86 +647,79 @@ def compute_normalizer(data: WeatherData, split: str = 'train',
   if not pair_starts.size:
     raise ValueError(f'the {split} period has no two times {data.spec.time_step} apart: '
                      'no time-step statistics')
-  nc, nf = len(data.channels), len(data.forcing_channels)
   npix = int(np.prod(data.grid.shape))
+  nc, nf = len(data.channels), len(data.forcing_channels)
   if chunk_size is None:
     chunk_size = max(1, (64 << 20) // (4 * npix * max(nc, nf, 1)))
   chunk_size = max(1, int(chunk_size))
+  return [idx[i:i + chunk_size] for i in range(0, idx.size, chunk_size)], is_pair
+
+
+def chunk_statistics(data: WeatherData, chunk: np.ndarray, is_pair: np.ndarray
+                     ) -> StatisticsSums:
+  """The statistics of one chunk of time indices (see `statistics_plan`).
+
+  Reads the chunk's states (and the states one time step after its pair
+  starts, which may lie in the next chunk) and its forcings.
+
+  Returns:
+    StatisticsSums: state moments over the chunk's times, one-step-change
+    moments over its pairs, forcing moments; merge them in any order.
+  """
+  chunk = np.asarray(chunk, np.int64)
+  npix = int(np.prod(data.grid.shape))
   w = (data.grid.area_weights / npix)[..., None]  # (*grid.shape, 1), sums to 1
-  sum_axes = tuple(range(1 + len(data.grid.shape)))
-  shift = None
-  s1 = np.zeros(nc)
-  s2 = np.zeros(nc)
-  d1 = np.zeros(nc)
-  d2 = np.zeros(nc)
-  f1 = np.zeros(nf)
-  f2 = np.zeros(nf)
-  fshift = None
-  count = 0
-  dcount = 0
-  chunks = [idx[i:i + chunk_size] for i in range(0, idx.size, chunk_size)]
+  starts = chunk[is_pair[chunk]]
+  read = np.union1d(chunk, starts + data.stride)
+  x = data._read_state(read)  # pylint: disable=protected-access
+  state = Moments.of(x[np.searchsorted(read, chunk)], w)
+  dx = (x[np.searchsorted(read, starts + data.stride)].astype(np.float64)
+        - x[np.searchsorted(read, starts)])
+  forcing = (Moments.of(data.forcing_arrays(data.all_times[chunk]), w)
+             if data.forcing_channels else Moments.empty(0))
+  return StatisticsSums(state, Moments.of(dx, w), forcing)
+
+
+def normalizer_attrs(data: WeatherData, split: str) -> dict:
+  """The provenance attrs of a Normalizer computed from `data`'s `split`."""
+  spec = data.spec
+  return {'dataset': str(data.path), 'grid': str(data.grid), 'split': split,
+          'period': list(getattr(spec, f'{split}_period')), 'time_step': spec.time_step,
+          'weighting': 'area (grid quadrature weights)'}
+
+
+def compute_normalizer(data: WeatherData, split: str = 'train',
+                       chunk_size: int | None = None, progress: bool = False) -> Normalizer:
+  """Streams statistics over the times of `split` (default: training only).
+
+  Means are area-weighted (grid quadrature weights) over space and plain over
+  times; moments are accumulated per chunk in float64 and merged pairwise
+  (`normalization.Moments`, Chan et al.), so they do not cancel. Time-step
+  differences use the pairs (t, t + time_step) of `data.window_starts(split, 1)`
+  (both ends in the split, no gap bridged). The Beam reduction
+  (`sphere_plugin.weather.beam_statistics`) merges the same chunk statistics.
+
+  Args:
+    data: the WeatherData (its spec, grid and reader are used).
+    split: the split to summarise.
+    chunk_size: times read at once; default ~64 MB of float32 state.
+    progress: show a progress bar.
+
+  Returns:
+    A `Normalizer` (see its docstring for the vector-pair rules).
+  """
+  chunks, is_pair = statistics_plan(data, split, chunk_size)
+  sums = None
   for chunk in tqdm.tqdm(chunks, desc='normalization statistics', unit='chunk',
                          disable=not progress, dynamic_ncols=True):
-    starts = chunk[is_pair[chunk]]
-    read = np.union1d(chunk, starts + data.stride)
-    x = data._read_state(read)  # pylint: disable=protected-access
-    xc = x[np.searchsorted(read, chunk)].astype(np.float64)
-    if shift is None:
-      shift = np.sum(xc * w, axis=sum_axes) / chunk.size
-    xs = xc - shift
-    s1 += np.sum(xs * w, axis=sum_axes)
-    s2 += np.sum(xs * xs * w, axis=sum_axes)
-    count += chunk.size
-    if starts.size:
-      dx = (x[np.searchsorted(read, starts + data.stride)].astype(np.float64)
-            - x[np.searchsorted(read, starts)])
-      d1 += np.sum(dx * w, axis=sum_axes)
-      d2 += np.sum(dx * dx * w, axis=sum_axes)
-      dcount += starts.size
-    if nf:
-      f = data.forcing_arrays(times[chunk]).astype(np.float64)
-      if fshift is None:
-        fshift = np.sum(f * w, axis=sum_axes) / chunk.size
-      fs = f - fshift
-      f1 += np.sum(fs * w, axis=sum_axes)
-      f2 += np.sum(fs * fs * w, axis=sum_axes)
-
-  mean = shift + s1 / count
-  var = np.maximum(s2 / count - (s1 / count) ** 2, 0)
-  second_moment = var + mean**2  # E[x**2]
-  dmean = d1 / dcount
-  dvar = np.maximum(d2 / dcount - dmean**2, 0)
-  dsecond = d2 / dcount
-  std = np.sqrt(var)
-  diff_std = np.sqrt(dvar)
-  for u, v in data.vector_pairs:
-    mean[[u, v]] = 0
-    std[[u, v]] = np.sqrt((second_moment[u] + second_moment[v]) / 2)
-    diff_std[[u, v]] = np.sqrt((dsecond[u] + dsecond[v]) / 2)
-  if nf:
-    fmean = fshift + f1 / count
-    fstd = np.sqrt(np.maximum(f2 / count - (f1 / count) ** 2, 0))
-  else:
-    fmean = fstd = np.zeros(0)
-
-  def positive(s, m):
-    # A constant channel (std 0 up to rounding) gets 1: nothing to scale.
-    return np.where(s > 1e-6 * np.maximum(np.abs(m), 1e-30), s, 1.0)
-
-  spec = data.spec
-  return Normalizer(
-      channels=data.channels, mean=mean, std=positive(std, mean),
-      diff_std=positive(diff_std, std),
-      forcing_channels=data.forcing_channels, forcing_mean=fmean,
-      forcing_std=positive(fstd, fmean),
-      attrs={'dataset': str(data.path), 'grid': str(data.grid), 'split': split,
-             'period': list(getattr(spec, f'{split}_period')),
-             'time_step': spec.time_step, 'times': int(count),
-             'time_step_pairs': int(dcount),
-             'weighting': 'area (grid quadrature weights)'})
+    part = chunk_statistics(data, chunk, is_pair)
+    sums = part if sums is None else sums.merge(part)
+  return normalizer_from_sums(sums, data.channels, data.forcing_channels, data.vector_pairs,
+                              normalizer_attrs(data, split))
 
 
 __all__ = ['COMPUTED_FORCINGS', 'COMPUTED_FORCING_CHANNELS', 'NORMALIZER_FILENAME',
            'SOLAR_CONSTANT', 'BatchIterator', 'Normalizer', 'WeatherData', 'WeatherSpec',
-           'batch_rows', 'canonicalize', 'compute_normalizer', 'open_dataset',
+           'batch_rows', 'canonicalize', 'chunk_statistics', 'compute_normalizer',
+           'normalizer_attrs', 'open_dataset', 'statistics_plan',
            'solar_position', 'time_features', 'toa_solar_radiation']

@@ -145,3 +145,114 @@ class Normalizer:
     with open(os.fspath(path), encoding='utf-8') as f:
       return cls.from_json(f.read())
 
+
+# ----------------------------------------------------------------------------
+# The statistics behind a Normalizer, as mergeable partial results: one per chunk
+# of times, merged in any order (the in-process loop and the Beam reduction,
+# `sphere_plugin.weather.beam_statistics`, use the same ones).
+
+
+@dataclasses.dataclass(frozen=True)
+class Moments:
+  """Area-weighted mean and spread of C channels over some samples (times).
+
+  Merging follows Chan, Golub & LeVeque's pairwise update, so partial results
+  combine in any order without the cancellation of raw sums of squares.
+
+  Attributes:
+    count: samples summarised.
+    mean: (C,) float64 mean over samples of each field's area-weighted mean.
+    m2: (C,) float64 sum over samples of the area-weighted mean of
+      (x - mean)**2.
+  """
+  count: int
+  mean: np.ndarray
+  m2: np.ndarray
+
+  @classmethod
+  def empty(cls, channels: int) -> Moments:
+    return cls(0, np.zeros(channels), np.zeros(channels))
+
+  @classmethod
+  def of(cls, x, weights) -> Moments:
+    """Moments of samples x (N, *grid.shape, C) with area weights (*grid.shape, 1)
+    summing to 1; computed in float64."""
+    x = np.asarray(x, np.float64)
+    if x.shape[0] == 0:
+      return cls.empty(x.shape[-1])
+    axes = tuple(range(x.ndim - 1))
+    mean = np.sum(x * weights, axis=axes) / x.shape[0]
+    dev = x - mean
+    return cls(int(x.shape[0]), mean, np.sum(dev * dev * weights, axis=axes))
+
+  def merge(self, other: Moments) -> Moments:
+    """The moments of both sets of samples."""
+    if not other.count:
+      return self
+    if not self.count:
+      return other
+    n = self.count + other.count
+    delta = other.mean - self.mean
+    return Moments(n, self.mean + delta * (other.count / n),
+                   self.m2 + other.m2 + delta * delta * (self.count * other.count / n))
+
+  @property
+  def variance(self) -> np.ndarray:
+    """(C,) area-weighted variance over all samples."""
+    return np.maximum(self.m2 / max(self.count, 1), 0)
+
+  @property
+  def second_moment(self) -> np.ndarray:
+    """(C,) E[x**2]."""
+    return self.variance + self.mean**2
+
+
+@dataclasses.dataclass(frozen=True)
+class StatisticsSums:
+  """Everything a Normalizer is computed from, for some chunk(s) of times.
+
+  Attributes:
+    state: Moments of the state channels (C).
+    diff: Moments of the one-step changes (C), over the time-step pairs.
+    forcing: Moments of the forcing channels (F).
+  """
+  state: Moments
+  diff: Moments
+  forcing: Moments
+
+  def merge(self, other: StatisticsSums) -> StatisticsSums:
+    return StatisticsSums(self.state.merge(other.state), self.diff.merge(other.diff),
+                          self.forcing.merge(other.forcing))
+
+
+def normalizer_from_sums(sums: StatisticsSums, channels, forcing_channels, vector_pairs,
+                         attrs: dict | None = None) -> Normalizer:
+  """The Normalizer of merged statistics (the rules of the `Normalizer` docstring).
+
+  Args:
+    sums: the merged StatisticsSums of the whole period.
+    channels, forcing_channels: names, C and F of them.
+    vector_pairs: ((u_index, v_index), ...) state channels sharing one std.
+    attrs: provenance; 'times' and 'time_step_pairs' are added.
+  """
+  mean = sums.state.mean.copy()
+  std = np.sqrt(sums.state.variance)
+  diff_std = np.sqrt(sums.diff.variance)
+  second, dsecond = sums.state.second_moment, sums.diff.second_moment
+  for u, v in vector_pairs:
+    mean[[u, v]] = 0
+    std[[u, v]] = np.sqrt((second[u] + second[v]) / 2)
+    diff_std[[u, v]] = np.sqrt((dsecond[u] + dsecond[v]) / 2)
+  fmean, fstd = sums.forcing.mean, np.sqrt(sums.forcing.variance)
+
+  def positive(s, m):
+    # A constant channel (std 0 up to rounding) gets 1: nothing to scale.
+    return np.where(s > 1e-6 * np.maximum(np.abs(m), 1e-30), s, 1.0)
+
+  return Normalizer(
+      channels=channels, mean=mean, std=positive(std, mean),
+      diff_std=positive(diff_std, std), forcing_channels=forcing_channels,
+      forcing_mean=fmean, forcing_std=positive(fstd, fmean),
+      attrs={**(attrs or {}), 'times': int(sums.state.count),
+             'time_step_pairs': int(sums.diff.count)})
+
