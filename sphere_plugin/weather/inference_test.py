@@ -283,3 +283,21 @@ def test_predict_shows_progress_unless_asked_not_to(model, capsys):
   assert 'predict 1 step(s)' in capsys.readouterr().err
   ds.sphere.predict(model, steps=1, batch_size=2, progress=False)
   assert 'predict' not in capsys.readouterr().err
+
+
+def test_validation_rollout_equals_the_multi_step_rollout(workdir):
+  # ForecastTask.evaluate compiles one step and loops it (a k-step program took
+  # over 10 minutes to compile on HEALPix); its predictions must be the rollout's.
+  import jax  # pylint: disable=g-import-not-at-top
+  from sphere_plugin.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from sphere_plugin.weather import forecaster  # pylint: disable=g-import-not-at-top
+  with workdir_lib.stored_gin_config(workdir):
+    task = workdir_lib.task_from_config(workdir)
+    variables, _ = workdir_lib.restore(workdir, task)
+  task.evaluate(variables, batch_size=2)  # builds task._eval_fn
+  batch = task.data.load(task.data.window_starts('valid', 3)[:2], 3)
+  got = np.asarray(task._eval_fn(variables, batch['inputs'], batch['forcings']))
+  want, _ = jax.jit(lambda v, x, f: forecaster.rollout(task.model, v, x, f, task.diff_scale))(
+      variables, batch['inputs'], batch['forcings'])
+  assert got.shape == (2, 3) + batch['inputs'].shape[1:]
+  np.testing.assert_allclose(got, np.asarray(want), rtol=1e-5, atol=1e-5)
