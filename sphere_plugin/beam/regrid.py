@@ -50,6 +50,7 @@ from sphere_plugin import sht
 from sphere_plugin.beam import pipelines
 from sphere_plugin.io import atomic
 from sphere_plugin.io import datasets
+from sphere_plugin.io import interrupts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +110,7 @@ def regrid_chunk(job: RegridJob, offsets: Mapping[str, int]) -> xr.Dataset:
   Returns:
     the regridded chunk (dims of the output, sizes of the chunk).
   """
+  interrupts.raise_if_stopped()  # in-process workers: stop soon after a swallowed SIGTERM
   ds, _, target, _, to_regrid, partial, pairs, _ = planned(job)
   chunks = dict(job.chunks)
   part = ds.isel({d: slice(o, o + chunks[d]) for d, o in offsets.items()})

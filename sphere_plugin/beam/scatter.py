@@ -30,6 +30,7 @@ from sphere_plugin import scattering_cache
 from sphere_plugin.beam import pipelines
 from sphere_plugin.io import atomic
 from sphere_plugin.io import datasets
+from sphere_plugin.io import interrupts
 from sphere_plugin.nn import scattering
 
 
@@ -63,6 +64,7 @@ def opened(job: ScatterJob) -> xr.Dataset:
 def scatter_chunk(job: ScatterJob, offsets: Mapping[str, int]) -> xr.Dataset:
   """The scattering coefficients of one chunk (the variables with a chunk dim that
   this chunk writes, `pipelines.chunk_names`), in memory."""
+  interrupts.raise_if_stopped()  # in-process workers: stop soon after a swallowed SIGTERM
   ds = opened(job)
   chunks = dict(job.chunks)
   part = ds[list(job.variables)].isel({d: slice(o, o + chunks[d]) for d, o in offsets.items()})

@@ -340,6 +340,7 @@ def regrid_file(input_path: str, output: str, grid: str, method='spectral', *,
         bar = tqdm.tqdm(steps, total=total, desc=f'regrid to {target}', unit='chunk',
                         disable=not progress, file=sys.stderr)
         for i, step in enumerate(bar):
+          interrupts.raise_if_stopped()  # a SIGTERM whose raise Python swallowed
           part = ds if dim is None else ds.isel({dim: step})
           if i == 0:
             part = _load(part)

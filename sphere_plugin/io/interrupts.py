@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 
 
@@ -51,12 +52,21 @@ def raising_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
     raise Interrupted(signum)
 
   previous = {s: signal.signal(s, handler) for s in signums}
+  previous_hook = sys.unraisablehook
+
+  def hook(unraisable):
+    if isinstance(unraisable.exc_value, Interrupted):
+      return  # remembered in state: raise_if_stopped says it, in one line
+    previous_hook(unraisable)
+
+  sys.unraisablehook = hook
   _OPEN.append(state)
   try:
     yield
     raise_if_stopped()  # the raise was swallowed (see raise_if_stopped): say it now
   finally:
     _OPEN.remove(state)
+    sys.unraisablehook = previous_hook
     for s, h in previous.items():
       signal.signal(s, h)
 
@@ -71,8 +81,11 @@ def raise_if_stopped() -> None:
   The handler's raise can be lost: when the signal is handled inside a
   callback whose exceptions Python ignores (a garbage-collection callback,
   `__del__`, a weakref callback) it is printed as 'Exception ignored' and the
-  work goes on. Call this before an irreversible step (publishing an output)
-  so a stopped run never completes; the block also calls it on exit.
+  work goes on (the block keeps Python from printing that report). Call this
+  between units of work (each chunk) and before an irreversible step
+  (publishing an output), so a stopped run stops soon and never completes;
+  the block also calls it on exit. It is cheap, and a no-op outside the block
+  (e.g. on a remote Beam worker).
   """
   for state in _OPEN:
     if state['signum'] is not None:
