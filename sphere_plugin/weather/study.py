@@ -214,12 +214,11 @@ class _Truth:
     self.attrs = dict(ds.attrs)
 
 
-def _model_forecast(workdir: str, truth: _Truth, split: str, steps: int, init_every,
+def _model_forecast(model: inference.TrainedForecaster, data: weather.WeatherData,
+                    truth: _Truth, split: str, steps: int, init_every,
                     max_inits: int | None = None) -> xr.Dataset:
   """A trained model's forecasts on the truth grid."""
   from sphere_plugin import accessor  # pylint: disable=g-import-not-at-top
-  model = inference.load(workdir)
-  data = weather.WeatherData(inference.training_spec(workdir), normalizer=model.data.normalizer)
   fc = inference.forecast_split(model, data, split, steps, init_every, progress=False,
                                 max_inits=max_inits)
   if data.grid != truth.grid:
@@ -281,13 +280,17 @@ def evaluate_all(cfg: StudyConfig, runs: dict, progress: bool = True) -> dict:
   scores, rollouts, spectra = {}, [], {}
   say = (lambda m: print(f'study: {m}', flush=True)) if progress else (lambda m: None)
 
-  inits = None
+  inits, model_grids = None, {}
   for (name, seed), info in runs.items():
     say(f'forecasting {name} seed {seed}')
-    fc = _model_forecast(info['workdir'], truth, cfg.split, steps, init_every)
+    model = inference.load(info['workdir'])
+    data = weather.WeatherData(inference.training_spec(info['workdir']),
+                               normalizer=model.data.normalizer)
+    model_grids[name] = data.grid
+    fc = _model_forecast(model, data, truth, cfg.split, steps, init_every)
     inits = fc['time'].values if inits is None else inits
     scores.setdefault(name, {})[seed] = _scores(fc, truth, cfg.polar_latitude)
-    long = _model_forecast(info['workdir'], truth, cfg.split, roll_steps, init_every,
+    long = _model_forecast(model, data, truth, cfg.split, roll_steps, init_every,
                            max_inits=cfg.rollout_inits)
     rollouts.append(_rollout_row(name, seed, long, truth))
     spectra.setdefault(name, []).append(_spectrum(long, truth, spec_lead, cfg.spectrum_level))
@@ -312,8 +315,26 @@ def evaluate_all(cfg: StudyConfig, runs: dict, progress: bool = True) -> dict:
       long = pb.forecast(roll_inits, roll_steps, progress=progress)
       rollouts.append(_rollout_row(name, None, long, truth))
       spectra[name] = [_spectrum(long, truth, spec_lead, cfg.spectrum_level)]
+  floors = {name: _regrid_floor(grid, truth, inits) for name, grid in model_grids.items()
+            if grid != truth.grid}
   return {'scores': scores, 'rollouts': rollouts, 'spectra': spectra, 'truth': truth,
-          'init_times': inits, 'rollout_steps': roll_steps, 'spectrum_lead': spec_lead}
+          'init_times': inits, 'rollout_steps': roll_steps, 'spectrum_lead': spec_lead,
+          'regrid_floors': floors}
+
+
+def _regrid_floor(grid, truth: _Truth, inits) -> dict:
+  """RMSE of the truth at `inits` regridded to a model's grid and back (spectral).
+
+  The error a model on that grid has even with a perfect forecast there.
+  """
+  from sphere_plugin import accessor  # pylint: disable=g-import-not-at-top
+  t = truth.truth.sel(time=inits)
+  back = accessor.regrid_dataset(accessor.regrid_dataset(t, grid, method='spectral'),
+                                 truth.grid, method='spectral')
+  fc = evaluation.persistence_forecast(back, inits, ['0h'])
+  r = evaluation.rmse(fc, truth.truth)
+  return {f'{SHORT.get(n, n)}{lv}': evaluation.select_score(r, n, lv, '0h')
+          for n, lv in HEADLINE} | {'grid': str(grid)}
 
 
 # ----------------------------------------------------------------------------
@@ -377,8 +398,8 @@ def _markdown_records(records: list[dict]) -> str:
     return ''
   keys = list(records[0])
   lines = ['| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys)]
-  lines += ['| ' + ' | '.join('' if r[k] is None else str(r[k]) for k in keys) + ' |'
-            for r in records]
+  cell = lambda v: '' if v is None else (f'{v:.4g}' if isinstance(v, float) else str(v))
+  lines += ['| ' + ' | '.join(cell(r[k]) for k in keys) + ' |' for r in records]
   return '\n'.join(lines)
 
 
@@ -430,16 +451,22 @@ def write_outputs(cfg: StudyConfig, runs: dict, result: dict, output_dir: str,
       'config': dataclasses.asdict(cfg), 'wall_seconds': round(wall_seconds, 1),
       'parameters': params,
       'train_seconds_mean': {k: round(float(np.mean(v)), 1) for k, v in train_s.items()},
+      'train_seconds_total': round(float(sum(map(sum, train_s.values()))), 1),
+      'evaluate_seconds': round(float(result.get('evaluate_seconds', 0.0)), 1),
       'init_times': int(len(result['init_times'])),
       'rollout_steps': result['rollout_steps'],
       'blew_up': [r['model'] for r in result['rollouts'] if r['blew_up']],
+      'regrid_floors': result.get('regrid_floors', {}),
   }
   with open(os.path.join(output_dir, 'study.json'), 'w', encoding='utf-8') as f:
     json.dump(summary, f, indent=1, default=str)
 
   md = [f'# Forecasting study ({cfg.split} split, {summary["init_times"]} initial times every '
         f'{cfg.init_every}, seeds {list(cfg.seeds)}, {cfg.num_steps} training steps)', '',
-        f'Wall time of the whole study: {wall_seconds / 60:.1f} min.', '',
+        f'Wall time of this invocation: {wall_seconds / 60:.1f} min; training (all runs, '
+        f'summed over the invocations that trained them): '
+        f'{summary["train_seconds_total"] / 60:.1f} min; evaluation: '
+        f'{summary["evaluate_seconds"] / 60:.1f} min.', '',
         '| model | parameters | training time per seed (s) |', '|---|---|---|']
   md += [f'| {k} | {params[k]:,} | {summary["train_seconds_mean"][k]} |' for k in params]
   for metric, title in (('rmse', 'RMSE (global)'), ('acc', 'ACC (global)'),
@@ -447,6 +474,10 @@ def write_outputs(cfg: StudyConfig, runs: dict, result: dict, output_dir: str,
                                        f'{cfg.polar_latitude:g}')):
     md += ['', f'## {title}: mean ± standard deviation over seeds', '',
            _markdown(rows, metric, models, leads)]
+  if result.get('regrid_floors'):
+    md += ['', '## Regridding floor: RMSE of the truth regridded to the model grid and back '
+           '(a perfect forecast there still has this error on the truth grid)', '',
+           _markdown_records([dict(model=k, **v) for k, v in result['regrid_floors'].items()])]
   md += ['', f'## {cfg.rollout_days:g}-day rollouts', '', _markdown_records(result['rollouts'])]
   with open(os.path.join(output_dir, 'study.md'), 'w', encoding='utf-8') as f:
     f.write('\n'.join(md) + '\n')
@@ -458,5 +489,7 @@ def run(cfg: StudyConfig, output_dir: str, progress: bool = True) -> dict:
   os.makedirs(output_dir, exist_ok=True)
   t0 = time.perf_counter()
   runs = train_all(cfg, output_dir, progress)
+  t1 = time.perf_counter()
   result = evaluate_all(cfg, runs, progress)
+  result['evaluate_seconds'] = time.perf_counter() - t1
   return write_outputs(cfg, runs, result, output_dir, time.perf_counter() - t0)
