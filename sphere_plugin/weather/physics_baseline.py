@@ -93,6 +93,34 @@ def _truncate(state: dict[str, np.ndarray], horizontal) -> dict[str, np.ndarray]
   return out
 
 
+def state_error(config: held_suarez.Config, init_times, truth: xr.Dataset,
+                progress: bool = True) -> dict[str, float]:
+  """Largest |diagnosed true state - data| per variable at `init_times` (lead 0).
+
+  The true states are diagnosed at the data's own truncation exactly as the
+  data were made, so this is 0 (or float32 round-off) when `true_states`
+  reproduced the dataset's simulation.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from dinosaur import primitive_equations  # pylint: disable=g-import-not-at-top
+  cfg = config.resolved()
+  states, times = true_states(cfg, progress=progress)
+  index = {t: (d, k) for (d, k), t in np.ndenumerate(times)}
+  init_times = np.asarray(init_times, 'datetime64[ns]').reshape(-1)
+  model = held_suarez._model(cfg.grid, cfg.truncation, cfg.layers, cfg.dt_minutes,  # pylint: disable=protected-access
+                             cfg.levels, cfg.sample_hours)
+  diagnose = jax.jit(jax.vmap(model.diagnose))
+  sel = [index[t] for t in init_times]
+  out = jax.device_get(diagnose(primitive_equations.State(
+      **{k: np.stack([v[d, k2] for d, k2 in sel]) for k, v in states.items()})))
+  err = {}
+  for name, v in out.items():
+    t = truth[name].sel(time=init_times)
+    t = t.transpose('time', *(['level'] if 'level' in t.dims else []), 'longitude', 'latitude')
+    err[name] = float(np.max(np.abs(np.asarray(v) - t.values)))
+  return err
+
+
 @dataclasses.dataclass(frozen=True)
 class PhysicsBaseline:
   """dinosaur's Held-Suarez model at `truncation`, as a forecaster of the embedded data.

@@ -63,3 +63,11 @@ def test_coarser_truncation_is_close_but_not_equal(data):
   with pytest.raises(ValueError, match='00 UTC'):
     pb.PhysicsBaseline(truncation=6, config=CFG).forecast(
         inits + np.timedelta64(6, 'h'), steps=1, progress=False)
+
+
+def test_state_error_is_zero_for_the_data_states(data):
+  ds, _, times = data
+  err = pb.state_error(CFG, times[:, 0], ds, progress=False)
+  assert set(err) == {'geopotential', 'temperature', 'u_component_of_wind',
+                      'v_component_of_wind', 'surface_pressure'}
+  assert err['temperature'] < 1e-3 and err['surface_pressure'] < 1.0, err

@@ -306,6 +306,8 @@ def evaluate_all(cfg: StudyConfig, runs: dict, progress: bool = True) -> dict:
                        'sphere_plugin (its config_json attr); set physics_truncations = ()')
     data_cfg = held_suarez.config_from_dataset(xr.Dataset(attrs=truth.attrs))
     roll_inits = long['time'].values
+    state_error = physics_baseline.state_error(data_cfg, inits, truth.truth, progress)
+    say(f'physics: largest |true state - data| at the initial times: {state_error}')
     for trunc in cfg.physics_truncations:
       name = f'dinosaur T{trunc}'
       say(f'forecasting {name}')
@@ -319,7 +321,8 @@ def evaluate_all(cfg: StudyConfig, runs: dict, progress: bool = True) -> dict:
             if grid != truth.grid}
   return {'scores': scores, 'rollouts': rollouts, 'spectra': spectra, 'truth': truth,
           'init_times': inits, 'rollout_steps': roll_steps, 'spectrum_lead': spec_lead,
-          'regrid_floors': floors}
+          'regrid_floors': floors,
+          'physics_state_error': state_error if cfg.physics_truncations else {}}
 
 
 def _regrid_floor(grid, truth: _Truth, inits) -> dict:
@@ -457,6 +460,7 @@ def write_outputs(cfg: StudyConfig, runs: dict, result: dict, output_dir: str,
       'rollout_steps': result['rollout_steps'],
       'blew_up': [r['model'] for r in result['rollouts'] if r['blew_up']],
       'regrid_floors': result.get('regrid_floors', {}),
+      'physics_state_error': result.get('physics_state_error', {}),
   }
   with open(os.path.join(output_dir, 'study.json'), 'w', encoding='utf-8') as f:
     json.dump(summary, f, indent=1, default=str)
@@ -474,6 +478,10 @@ def write_outputs(cfg: StudyConfig, runs: dict, result: dict, output_dir: str,
                                        f'{cfg.polar_latitude:g}')):
     md += ['', f'## {title}: mean ± standard deviation over seeds', '',
            _markdown(rows, metric, models, leads)]
+  if result.get('physics_state_error'):
+    md += ['', 'Physics baseline initial states: largest |diagnosed true state - data| at the '
+           'initial times (0 when the re-simulation reproduced the data): '
+           + ', '.join(f'{k} {v:.3g}' for k, v in result['physics_state_error'].items()) + '.']
   if result.get('regrid_floors'):
     md += ['', '## Regridding floor: RMSE of the truth regridded to the model grid and back '
            '(a perfect forecast there still has this error on the truth grid)', '',
