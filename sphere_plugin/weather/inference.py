@@ -258,6 +258,10 @@ def training_spec(workdir: str) -> weather.WeatherSpec:
       grid = gin.query_parameter('sphere_plugin.train.ForecastTask.embedded_grid')
     except ValueError:  # not bound
       grid = None
+    # A macro (gin/forecaster_small_healpix.gin binds `embedded_grid = %GRID`) comes
+    # back unevaluated: look its value up.
+    while isinstance(grid, gin.config.ConfigurableReference) and str(grid).startswith('%'):
+      grid = gin.query_parameter(str(grid))
     return forecast_task.with_embedded_data(weather.WeatherSpec(), grid, progress=False)
 
 
