@@ -283,3 +283,17 @@ def test_predict_shows_progress_unless_asked_not_to(model, capsys):
   assert 'predict 1 step(s)' in capsys.readouterr().err
   ds.sphere.predict(model, steps=1, batch_size=2, progress=False)
   assert 'predict' not in capsys.readouterr().err
+
+
+def test_training_spec_evaluates_an_embedded_grid_macro(tmp_path, monkeypatch):
+  """gin/forecaster_small_healpix.gin binds `embedded_grid = %GRID`: the macro's value is used."""
+  from sphere_plugin.weather import forecast_task  # pylint: disable=g-import-not-at-top
+  (tmp_path / 'config.gin').write_text(
+      "import sphere_plugin.weather.forecast_task\n"
+      "GRID = 'healpix:16'\n"
+      "sphere_plugin.train.ForecastTask.embedded_grid = %GRID\n")
+  seen = []
+  monkeypatch.setattr(forecast_task, 'with_embedded_data',
+                      lambda spec, grid, progress=True: seen.append(grid) or spec)
+  inference.training_spec(str(tmp_path))
+  assert seen == ['healpix:16']
