@@ -138,6 +138,10 @@ def train_one(gin_file: str, workdir: str, *, seed: int, num_steps: int,
       seconds = time.perf_counter() - t0
     finally:
       gin.clear_config()
+  step = int(jax.device_get(state.step))
+  if step != num_steps:  # SIGTERM: the loop saved a checkpoint and returned early
+    raise InterruptedError(f'training in {workdir} stopped at step {step} of {num_steps} '
+                           '(run the study again to resume it)')
   info = {'gin_file': gin_file, 'seed': int(seed), 'num_steps': int(num_steps),
           'train_seconds': round(seconds, 1),
           'params': baselines.parameter_count({'params': jax.device_get(state.params)})}
