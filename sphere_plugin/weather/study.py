@@ -225,8 +225,10 @@ def _model_forecast(model: inference.TrainedForecaster, data: weather.WeatherDat
   from sphere_plugin import accessor  # pylint: disable=g-import-not-at-top
   fc = inference.forecast_split(model, data, split, steps, init_every, progress=False,
                                 max_inits=max_inits)
-  if data.grid != truth.grid:
-    fc = accessor.regrid_dataset(fc, truth.grid, method='spectral')
+  if data.grid != truth.grid:  # in chunks of initial times: bounded memory
+    fc = xr.concat([accessor.regrid_dataset(fc.isel(time=slice(i, i + 8)), truth.grid,
+                                            method='spectral')
+                    for i in range(0, fc.sizes['time'], 8)], 'time')
   return fc
 
 
