@@ -22,9 +22,7 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
-import gin
 import numpy as np
-import tqdm
 import xarray as xr
 
 from sphere_plugin import weather
@@ -33,7 +31,6 @@ from sphere_plugin.io import errors
 from sphere_plugin.io import flag_help as help_lib
 from sphere_plugin.weather import conventions
 from sphere_plugin.weather import evaluation
-from sphere_plugin.weather import forecast_task
 from sphere_plugin.weather import inference
 from sphere_plugin.weather import plots
 
@@ -55,28 +52,8 @@ def define_flags() -> None:
 HEADLINE = (('geopotential', 500), ('temperature', 850))
 
 
-def forecast_split(model: inference.TrainedForecaster, data: weather.WeatherData, split: str,
-                   steps: int, init_every: np.timedelta64, batch_size: int = 8,
-                   progress: bool = True) -> xr.Dataset:
-  """Model forecasts from every `init_every` in a split, as a WB2 forecast Dataset.
-
-  Returns:
-    Dataset with dims (time [initial], prediction_timedelta, level, *spatial).
-  """
-  starts = data.window_starts(split, steps)
-  if len(starts) == 0:
-    raise ValueError(f'the {split} period holds no window of {steps} steps')
-  times = data.all_times[starts]
-  keep = ((times - times[0]) % init_every) == np.timedelta64(0, 'ns')
-  starts, times = starts[keep], times[keep]
-  preds = []
-  for i in tqdm.trange(0, len(starts), batch_size, desc='forecasts', unit='batch',
-                       disable=not progress):
-    b = data.load(starts[i:i + batch_size], 0)
-    preds.append(model.rollout(b['inputs'], times[i:i + batch_size], steps, normalized=True))
-  preds = data.normalizer.denormalize(np.concatenate(preds, axis=0)).astype(np.float32)
-  leads = (np.arange(1, steps + 1) * model.time_step).astype('timedelta64[ns]')
-  return data.to_dataset(preds, {'time': times, 'prediction_timedelta': leads})
+# Moved to sphere_plugin.weather.inference (the forecasting study uses them too).
+forecast_split = inference.forecast_split
 
 
 def evaluate(workdir: str, output_dir: str | None = None, *, data_path: str | None = None,
@@ -144,14 +121,7 @@ def evaluate(workdir: str, output_dir: str | None = None, *, data_path: str | No
           'output_dir': out}
 
 
-def _training_spec(workdir: str) -> weather.WeatherSpec:
-  """The WeatherSpec of the workdir's config.gin (the training dataset)."""
-  with inference.workdir_config(workdir):
-    try:
-      grid = gin.query_parameter('sphere_plugin.train.ForecastTask.embedded_grid')
-    except ValueError:  # not bound
-      grid = None
-    return forecast_task.with_embedded_data(weather.WeatherSpec(), grid, progress=False)
+_training_spec = inference.training_spec
 
 
 def main(argv):

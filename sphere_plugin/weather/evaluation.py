@@ -227,9 +227,26 @@ def _pairs(forecast: xr.Dataset, truth: xr.Dataset):
   return out
 
 
+def polar_cap_mask(ds: xr.Dataset | xr.DataArray, min_abs_latitude: float) -> xr.DataArray:
+  """1 where |latitude| >= min_abs_latitude (both polar caps), else 0 (lat-lon grids)."""
+  grid = grids_lib.from_dataset(ds)
+  if not isinstance(grid, grids_lib.LatLonGrid):
+    raise ValueError(f'polar caps are scored on lat-lon grids; {grid} is not one (regrid the '
+                     'forecast first)')
+  lat = grids_lib.spatial_dims(ds)[1]
+  mask = (np.abs(ds[lat]) >= float(min_abs_latitude)).astype(np.float64)
+  if not bool(mask.any()):
+    raise ValueError(f'no latitude of the grid has |latitude| >= {min_abs_latitude}')
+  return mask
+
+
 def _score(forecast: xr.Dataset, truth: xr.Dataset, per_pair, finish,
-           clim: xr.Dataset | None = None) -> xr.Dataset:
-  """Applies per_pair(f, t[, clim_at_valid]) -> (time, ...) per lead, then finish(mean)."""
+           clim: xr.Dataset | None = None,
+           min_abs_latitude: float | None = None) -> xr.Dataset:
+  """Applies per_pair(f, t[, clim_at_valid]) -> (time, ...) per lead, then finish(mean).
+
+  With `min_abs_latitude`, spatial means run over the polar caps only.
+  """
   _check_forecast(forecast)
   _check_truth(truth)
   # HEALPix in NESTED or permuted order: all in RING, so cells pair up by position.
@@ -239,6 +256,8 @@ def _score(forecast: xr.Dataset, truth: xr.Dataset, per_pair, finish,
   names = _common_variables(forecast, truth)
   t_al = _aligned_truth(truth, forecast, names)
   weights = area_weights(forecast)
+  if min_abs_latitude is not None:
+    weights = weights * polar_cap_mask(forecast, min_abs_latitude)
   dims = grids_lib.spatial_dims(forecast)
   if clim is not None:
     clim = _aligned_truth_static(clim, forecast, names)
@@ -273,7 +292,8 @@ def _score(forecast: xr.Dataset, truth: xr.Dataset, per_pair, finish,
   return out
 
 
-def rmse(forecast: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
+def rmse(forecast: xr.Dataset, truth: xr.Dataset, *,
+         min_abs_latitude: float | None = None) -> xr.Dataset:
   """Area-weighted root-mean-square error per variable, level and lead (WB2's RMSE).
 
   RMSE(lead) = sqrt( mean over init times t0 of  sum_x w(x) (f - o)^2 / sum_x w ),
@@ -284,6 +304,8 @@ def rmse(forecast: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
   Args:
     forecast: dims (time, prediction_timedelta, [level,] *spatial).
     truth: dims (time, [level,] *spatial), the same grid.
+    min_abs_latitude: score only the polar caps |latitude| >= this (degrees;
+      lat-lon grids), e.g. 60; the weights are the area weights there.
 
   Returns:
     one variable per variable common to both, dims (prediction_timedelta,
@@ -293,7 +315,7 @@ def rmse(forecast: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
   """
   def per_pair(f, t, w, dims):
     return _weighted_mean((f - t) ** 2, w, dims)
-  return _score(forecast, truth, per_pair, np.sqrt)
+  return _score(forecast, truth, per_pair, np.sqrt, min_abs_latitude=min_abs_latitude)
 
 
 def mse(forecast: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:

@@ -330,3 +330,21 @@ def test_skill_table_contains_the_numbers():
   # 72h was not scored: n/a.
   assert [l for l in lines if ' 72h ' in l][0].split()[-2:] == ['n/a', 'n/a']
   assert len([l for l in lines if l.startswith(('geopotential', 'temperature'))]) == 6
+
+
+def test_rmse_over_the_polar_caps():
+  """An error put only poleward of 50 degrees: cap RMSE is that error, global RMSE less.
+
+  (gaussian:8x4 has rows at +-24.1 and +-59.6 degrees.)
+  """
+  truth = _truth()
+  fc = evaluation.persistence_forecast(truth, truth.time.values[:4], ['0h']).copy(deep=True)
+  lat = fc['latitude']
+  fc['temperature'] = fc['temperature'] + 2.0 * (np.abs(lat) >= 50)
+  caps = evaluation.rmse(fc, truth, min_abs_latitude=50)
+  glob = evaluation.rmse(fc, truth)
+  np.testing.assert_allclose(caps['temperature'].values, 2.0, rtol=1e-12)
+  np.testing.assert_allclose(caps['geopotential'].values, 0.0, atol=1e-9)
+  assert 0 < float(glob['temperature'].max()) < 2.0
+  with pytest.raises(ValueError, match='no latitude'):
+    evaluation.rmse(fc, truth, min_abs_latitude=89.9)

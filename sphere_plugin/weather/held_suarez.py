@@ -413,40 +413,20 @@ def _check_finite(tree, where: str):
 # Public functions.
 
 
-def simulate(*, progress: bool = True, **config: Any) -> xr.Dataset:
-  """Simulates the Held-Suarez atmosphere and returns it as a WB2-format Dataset.
+def _integrate(cfg: Config, model: _Model, progress: bool, keep_states: bool = False):
+  """Runs spin-up, branches and sampling of a resolved `cfg` (the steps of `simulate`).
 
   Args:
-    progress: show a tqdm progress bar over simulated days (with an ETA).
-    **config: fields of `Config` (grid, truncation, layers, dt_minutes,
-      spinup_days, branch_days, days, trajectories, levels, seed,
-      initial_state, perturbation_kelvin, sample_hours, start_year); defaults
-      are the embedded dataset's: T21 on gaussian:64x32, 20 sigma layers, 30 min
-      steps, 100 spin-up days, 4 trajectories of 30 branch days and 45 sampled
-      days (720 samples) every 6 hours on 250/500/850 hPa.
+    keep_states: also keep the modal model state (all trajectories, a pytree
+      of (trajectories, ...) arrays) at the start of every sampled day, i.e.
+      at the first sample of that day.
 
   Returns:
-    Dataset with, for T = trajectories * days * 24 / sample_hours times, P
-    levels and the grid's (nlon, nlat):
-      geopotential, temperature, u_component_of_wind, v_component_of_wind:
-        float32 (T, P, nlon, nlat), in m**2 s**-2, K, m s**-1, m s**-1;
-      surface_pressure: float32 (T, nlon, nlat) in Pa;
-      geopotential_at_surface, land_sea_mask: float32 (nlon, nlat), zeros;
-    coords time (datetime64, trajectory k starting on January 1st of
-    start_year + k * years_per_trajectory), level (hPa, int, ascending),
-    longitude (degrees, 0..360 ascending), latitude (degrees, ascending),
-    trajectory (int32, (T,)); attrs recording the configuration, its hash
-    (`config_hash`), the spin-up eddy kinetic energy per day, and versions.
-
-  Raises:
-    ValueError: for a bad configuration.
-    FloatingPointError: if the simulation blows up.
+    (per-day output chunks, spin-up EKE per day, spin-up seconds, total
+     seconds, kept states (a list, one per sampled day; empty without
+     keep_states)).
   """
   import jax  # pylint: disable=g-import-not-at-top
-  import dinosaur  # pylint: disable=g-import-not-at-top
-  cfg = Config(**config).resolved()
-  model = _model(cfg.grid, cfg.truncation, cfg.layers, cfg.dt_minutes, cfg.levels,
-                 cfg.sample_hours)
   n = cfg.trajectories
   total = cfg.spinup_days + n * (cfg.branch_days + cfg.days)
   bar = tqdm.tqdm(total=total, unit='day', disable=not progress, dynamic_ncols=True,
@@ -482,8 +462,10 @@ def simulate(*, progress: bool = True, **config: Any) -> xr.Dataset:
 
   # 3. Sampling.
   bar.set_description(f'Held-Suarez T{cfg.truncation} sampling')
-  chunks = []
+  chunks, kept = [], []
   for _ in range(cfg.days):
+    if keep_states:
+      kept.append(jax.device_get(batch))
     batch, out = model.sample_day(batch)
     out = jax.device_get(out)
     _check_finite(out, 'while sampling')
@@ -491,6 +473,45 @@ def simulate(*, progress: bool = True, **config: Any) -> xr.Dataset:
     bar.update(n)
   bar.close()
   elapsed = time_lib.perf_counter() - t0
+  return chunks, eke, t_spinup, elapsed, kept
+
+
+def simulate(*, progress: bool = True, **config: Any) -> xr.Dataset:
+  """Simulates the Held-Suarez atmosphere and returns it as a WB2-format Dataset.
+
+  Args:
+    progress: show a tqdm progress bar over simulated days (with an ETA).
+    **config: fields of `Config` (grid, truncation, layers, dt_minutes,
+      spinup_days, branch_days, days, trajectories, levels, seed,
+      initial_state, perturbation_kelvin, sample_hours, start_year); defaults
+      are the embedded dataset's: T21 on gaussian:64x32, 20 sigma layers, 30 min
+      steps, 100 spin-up days, 4 trajectories of 30 branch days and 45 sampled
+      days (720 samples) every 6 hours on 250/500/850 hPa.
+
+  Returns:
+    Dataset with, for T = trajectories * days * 24 / sample_hours times, P
+    levels and the grid's (nlon, nlat):
+      geopotential, temperature, u_component_of_wind, v_component_of_wind:
+        float32 (T, P, nlon, nlat), in m**2 s**-2, K, m s**-1, m s**-1;
+      surface_pressure: float32 (T, nlon, nlat) in Pa;
+      geopotential_at_surface, land_sea_mask: float32 (nlon, nlat), zeros;
+    coords time (datetime64, trajectory k starting on January 1st of
+    start_year + k * years_per_trajectory), level (hPa, int, ascending),
+    longitude (degrees, 0..360 ascending), latitude (degrees, ascending),
+    trajectory (int32, (T,)); attrs recording the configuration, its hash
+    (`config_hash`), the spin-up eddy kinetic energy per day, and versions.
+
+  Raises:
+    ValueError: for a bad configuration.
+    FloatingPointError: if the simulation blows up.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import dinosaur  # pylint: disable=g-import-not-at-top
+  cfg = Config(**config).resolved()
+  model = _model(cfg.grid, cfg.truncation, cfg.layers, cfg.dt_minutes, cfg.levels,
+                 cfg.sample_hours)
+  n = cfg.trajectories
+  chunks, eke, t_spinup, elapsed, _ = _integrate(cfg, model, progress)
 
   names = list(chunks[0])
   data = {k: np.concatenate([c[k] for c in chunks], axis=1) for k in names}  # (n, T1, ...)

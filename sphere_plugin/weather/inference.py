@@ -15,6 +15,7 @@ import os
 import sys
 from typing import Any
 
+import gin
 import jax
 import numpy as np
 import tqdm
@@ -219,6 +220,49 @@ def _like(out: xr.Dataset, ds: xr.Dataset) -> xr.Dataset:
 
 
 workdir_config = workdir_lib.stored_gin_config  # the name this module gave it
+
+
+def forecast_split(model: TrainedForecaster, data: weather.WeatherData, split: str,
+                   steps: int, init_every: np.timedelta64, batch_size: int = 8,
+                   progress: bool = True, max_inits: int | None = None) -> xr.Dataset:
+  """Model forecasts from every `init_every` in a split, as a WB2 forecast Dataset.
+
+  With `max_inits`, only that many of those initial times, evenly spaced.
+
+  Returns:
+    Dataset with dims (time [initial], prediction_timedelta, level, *spatial).
+  """
+  starts = data.window_starts(split, steps)
+  if len(starts) == 0:
+    raise ValueError(f'the {split} period holds no window of {steps} steps')
+  times = data.all_times[starts]
+  keep = ((times - times[0]) % init_every) == np.timedelta64(0, 'ns')
+  starts, times = starts[keep], times[keep]
+  if max_inits is not None and len(starts) > max_inits:
+    idx = np.linspace(0, len(starts) - 1, max_inits).round().astype(int)
+    starts, times = starts[idx], times[idx]
+  preds = []
+  for i in tqdm.trange(0, len(starts), batch_size, desc='forecasts', unit='batch',
+                       disable=not progress):
+    b = data.load(starts[i:i + batch_size], 0)
+    preds.append(model.rollout(b['inputs'], times[i:i + batch_size], steps, normalized=True))
+  preds = data.normalizer.denormalize(np.concatenate(preds, axis=0)).astype(np.float32)
+  leads = (np.arange(1, steps + 1) * model.time_step).astype('timedelta64[ns]')
+  return data.to_dataset(preds, {'time': times, 'prediction_timedelta': leads})
+
+
+def training_spec(workdir: str) -> weather.WeatherSpec:
+  """The WeatherSpec of the workdir's config.gin (the training dataset)."""
+  with workdir_config(workdir):
+    try:
+      grid = gin.query_parameter('sphere_plugin.train.ForecastTask.embedded_grid')
+    except ValueError:  # not bound
+      grid = None
+    # A macro (gin/forecaster_small_healpix.gin binds `embedded_grid = %GRID`) comes
+    # back unevaluated: look its value up.
+    while isinstance(grid, gin.config.ConfigurableReference) and str(grid).startswith('%'):
+      grid = gin.query_parameter(str(grid))
+    return forecast_task.with_embedded_data(weather.WeatherSpec(), grid, progress=False)
 
 
 def load(workdir: str) -> TrainedForecaster:

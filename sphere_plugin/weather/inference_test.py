@@ -301,3 +301,17 @@ def test_validation_rollout_equals_the_multi_step_rollout(workdir):
       variables, batch['inputs'], batch['forcings'])
   assert got.shape == (2, 3) + batch['inputs'].shape[1:]
   np.testing.assert_allclose(got, np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+def test_training_spec_evaluates_an_embedded_grid_macro(tmp_path, monkeypatch):
+  """gin/forecaster_small_healpix.gin binds `embedded_grid = %GRID`: the macro's value is used."""
+  from sphere_plugin.weather import forecast_task  # pylint: disable=g-import-not-at-top
+  (tmp_path / 'config.gin').write_text(
+      "import sphere_plugin.weather.forecast_task\n"
+      "GRID = 'healpix:16'\n"
+      "sphere_plugin.train.ForecastTask.embedded_grid = %GRID\n")
+  seen = []
+  monkeypatch.setattr(forecast_task, 'with_embedded_data',
+                      lambda spec, grid, progress=True: seen.append(grid) or spec)
+  inference.training_spec(str(tmp_path))
+  assert seen == ['healpix:16']

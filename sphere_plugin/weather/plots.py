@@ -72,7 +72,8 @@ def _lead_hours(lead_values) -> np.ndarray:
 
 
 def plot_rmse_vs_lead(scores: Mapping[str, xr.Dataset], variables: Iterable,
-                      path, metric: str = 'RMSE') -> None:
+                      path, metric: str = 'RMSE',
+                      spread: Mapping[str, xr.Dataset] | None = None) -> None:
   """Scores against lead time: one panel per (variable, level), one line per model.
 
   Args:
@@ -81,6 +82,8 @@ def plot_rmse_vs_lead(scores: Mapping[str, xr.Dataset], variables: Iterable,
     variables: (name, level) pairs, or names of surface variables.
     path: PNG file to write (parent folders are made).
     metric: y-axis label (units from the scores' attrs are appended).
+    spread: model name -> the scores' spread (e.g. the standard deviation over
+      seeds), shaded as +- spread around the line where given.
   """
   if not scores:
     raise ValueError('scores is empty: give {model name: scores Dataset}')
@@ -106,8 +109,14 @@ def plot_rmse_vs_lead(scores: Mapping[str, xr.Dataset], variables: Iterable,
         raise ValueError(f'{model}: {name} has dims {dict(da.sizes)}; expected '
                          f'({evaluation.LEAD},) after choosing the level')
       scale, quantity, units = display_units(name, da.attrs.get('units', ''))
-      ax.plot(_lead_hours(da[evaluation.LEAD].values), np.asarray(da.values) * scale,
-              marker='o', markersize=3, label=model)
+      hours = _lead_hours(da[evaluation.LEAD].values)
+      line, = ax.plot(hours, np.asarray(da.values) * scale, marker='o', markersize=3,
+                      label=model)
+      if spread is not None and model in spread and name in spread[model].data_vars:
+        s = spread[model][name]
+        s = np.asarray((s.sel(level=level) if level is not None else s).values) * scale
+        y = np.asarray(da.values) * scale
+        ax.fill_between(hours, y - s, y + s, color=line.get_color(), alpha=0.2, lw=0)
       drawn += 1
     if not drawn:
       raise ValueError(f'no model in {list(scores)} has {name}'
@@ -117,6 +126,30 @@ def plot_rmse_vs_lead(scores: Mapping[str, xr.Dataset], variables: Iterable,
     ax.set_ylabel(f'{metric} ({units})' if units else metric)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize='small')
+  _save(fig, path)
+
+
+def plot_spectra(spectra: Mapping[str, np.ndarray], path, title: str = '',
+                 ylabel: str = 'energy per degree (m$^2$ s$^{-2}$)') -> None:
+  """Spectra against spherical-harmonic degree, log-log, one line per name.
+
+  Args:
+    spectra: name -> (lmax + 1,) energy per degree (degree 0 is not drawn).
+    path: PNG file to write.
+  """
+  if not spectra:
+    raise ValueError('spectra is empty')
+  fig = _figure(figsize=(5.5, 4.0), layout='constrained')
+  ax = fig.add_subplot(1, 1, 1)
+  for name, e in spectra.items():
+    e = np.asarray(e, np.float64)
+    ax.loglog(np.arange(1, e.size), np.maximum(e[1:], 1e-12), label=name,
+              color='k' if name == 'truth' else None, lw=2 if name == 'truth' else 1)
+  ax.set_xlabel('spherical-harmonic degree l')
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.grid(True, which='both', alpha=0.3)
+  ax.legend(fontsize='small')
   _save(fig, path)
 
 
