@@ -561,6 +561,10 @@ class DataArrayAccessor(_Accessor):
     """Regrids the DataArray as a scalar field; see `DatasetAccessor.regrid`."""
     name = self._obj.name if self._obj.name is not None else '__data__'
     ds = self._obj.to_dataset(name=name)
+    # The array's own attrs may declare its grid (healpix_nside / healpix_order):
+    # to_dataset keeps them on the variable only, where a NESTED declaration
+    # would not be seen and the field would be read as RING.
+    ds.attrs = {**self._obj.attrs, **ds.attrs}
     out = regrid_dataset(ds, target, method, vector_pairs=None, lmax=lmax, taper=taper,
                          order=order)
     da = out[name]

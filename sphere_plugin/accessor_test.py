@@ -273,3 +273,17 @@ def test_a_mapping_of_methods_and_its_errors():
   # Spectral on the SST names the variable and points at the per-variable way out.
   with pytest.raises(ValueError, match="'sea_surface_temperature'.*--method_for"):
     ds.sphere.regrid('healpix:8', variables=['sea_surface_temperature'])
+
+
+def test_dataarray_declaring_nested_order_in_its_own_attrs_regrids_like_ring():
+  # to_dataset() keeps a DataArray's attrs on the variable: the NESTED declaration
+  # was not seen and the field was read as RING (scrambled) before.
+  import healpy  # pylint: disable=g-import-not-at-top
+  nside = 4
+  ring = np.cos(np.radians(healpy.pix2ang(nside, np.arange(12 * nside**2), lonlat=True)[1]))
+  def da(values, order):
+    return xr.DataArray(values, dims=('pixel',), coords={'pixel': np.arange(values.size)},
+                        name='t', attrs={'healpix_nside': nside, 'healpix_order': order})
+  want = da(ring, 'ring').sphere.regrid('gaussian:16x8', 'nearest')
+  got = da(healpy.reorder(ring, r2n=True), 'nested').sphere.regrid('gaussian:16x8', 'nearest')
+  np.testing.assert_array_equal(got.values, want.values)

@@ -18,6 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from sphere_plugin import accessor
+from sphere_plugin import grids
 from sphere_plugin.weather import evaluation
 
 _LON_NAMES = ('longitude', 'lon')
@@ -171,6 +173,8 @@ def _lonlat_field(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
   """
   lon_name = next((n for n in _LON_NAMES if n in da.dims), None)
   lat_name = next((n for n in _LAT_NAMES if n in da.dims), None)
+  if (lon_name is None or lat_name is None) and _healpix_nside(da) is not None:
+    return _lonlat_field(_healpix_on_lonlat(da))
   if lon_name is None or lat_name is None:
     raise ValueError(f'plot_maps needs a lat-lon field with dims longitude and '
                      f'latitude, got dims {dict(da.sizes)}')
@@ -196,13 +200,32 @@ def _lonlat_field(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
   return _edges(lon, -180.0, 180.0), _edges(lat, -90.0, 90.0), values
 
 
+def _healpix_nside(da: xr.DataArray) -> int | None:
+  """nside of a HEALPix field (any order its attrs declare), or None."""
+  try:
+    grid = grids.healpix_layout(da).grid
+  except (ValueError, KeyError, TypeError, AttributeError):
+    return None
+  return getattr(grid, 'nside', None)
+
+
+def _healpix_on_lonlat(da: xr.DataArray) -> xr.DataArray:
+  """A HEALPix field resampled by nearest pixel to equiangular:(4 nside)x(2 nside)
+  for drawing: each map cell shows the value of the pixel whose centre is nearest
+  (no smoothing).
+  Dims other than the pixel dim must have size 1 (as `plot_maps` asks)."""
+  nside = _healpix_nside(da)
+  return accessor.DataArrayAccessor(da).regrid(f'equiangular:{4 * nside}x{2 * nside}', 'nearest')
+
+
 def plot_maps(truth: xr.DataArray, forecast: xr.DataArray, path, title: str = '') -> None:
   """Three Mollweide maps: truth, forecast and error (forecast - truth).
 
   Args:
     truth: a lat-lon field, dims (longitude, latitude) in degrees in any order
-      and any longitude convention (wrapped to [-180, 180) for plotting);
-      other dims must have size 1.
+      and any longitude convention (wrapped to [-180, 180) for plotting), or a
+      HEALPix field (pixel dim, any declared order; drawn by nearest pixel on
+      equiangular:(4 nside)x(2 nside)); other dims must have size 1.
     forecast: the same layout and grid as `truth`.
     path: PNG file to write (parent folders are made).
     title: figure title; the quantity and units (from `truth.name` and

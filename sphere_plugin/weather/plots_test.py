@@ -134,3 +134,28 @@ def test_rmse_panels_name_the_level_in_hpa_and_geopotential_in_metres(tmp_path, 
   assert z.get_ylabel() == 'RMSE (m)'
   np.testing.assert_allclose(z.lines[0].get_ydata(), [1.0, 3.0, 5.0])
   assert ps.get_title() == 'surface_pressure' and ps.get_ylabel() == 'RMSE (Pa)'
+
+
+@pytest.mark.parametrize('order', ['ring', 'nested'])
+def test_healpix_maps_draw_the_nearest_pixels_value(order, tmp_path, canvases):
+  # A HEALPix forecast's maps (tools/evaluate.py on gin/forecaster_small_healpix.gin)
+  # are drawn by nearest pixel: each lat-lon cell holds the value of the pixel
+  # whose centre is nearest to the cell's centre (healpy as the reference).
+  import healpy  # pylint: disable=g-import-not-at-top
+  nside = 4
+  npix = 12 * nside**2
+  values = np.arange(npix, dtype=np.float64)  # value = RING index
+  if order == 'nested':
+    values = healpy.reorder(values, r2n=True)  # value at NESTED cell i = its RING index
+  truth = xr.DataArray(values, dims=('pixel',), coords={'pixel': np.arange(npix)},
+                       name='temperature',
+                       attrs={'units': 'K', 'healpix_nside': nside, 'healpix_order': order})
+  drawn = plots._healpix_on_lonlat(truth).transpose('latitude', 'longitude')
+  lon, lat = np.meshgrid(drawn.longitude.values, drawn.latitude.values)
+  centres = np.stack(healpy.pix2vec(nside, np.arange(npix)), -1)  # RING order
+  cells = np.asarray(healpy.ang2vec(lon.ravel(), lat.ravel(), lonlat=True)).reshape(-1, 3)
+  dist = np.arccos(np.clip(cells @ centres.T, -1, 1))  # (cells, npix)
+  got = np.take_along_axis(dist, drawn.values.astype(int).reshape(-1, 1), -1)[:, 0]
+  np.testing.assert_allclose(got, dist.min(-1), atol=1e-9)  # a nearest centre (ties allowed)
+  plots.plot_maps(truth, truth + 1, tmp_path / 'hpx.png', title='T850')
+  _check_png(tmp_path / 'hpx.png')
