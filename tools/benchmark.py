@@ -6,6 +6,25 @@ Run from the repository root:
   .venv/bin/python tools/benchmark.py --quick         # sizes 32,64; batches 1,8 (~1 min)
   .venv/bin/python tools/benchmark.py --sizes=128 --batches=1 --spins=0 \
       --libraries=sphere_plugin,ducc0 --output=/tmp/bench.md
+  .venv/bin/python tools/benchmark.py --suites=reference \
+      --reference_path=/path/to/spherical-cnn --repeats=2
+
+Suites (--suites, default transforms,blocks):
+  transforms  the SHT table below, against ducc0 and s2fft.
+  blocks      one SpinSphericalResidualBlock per --block_grids grid, with a
+              planar ResNet block as a yardstick.
+  reference   ours against the reference implementation of "Scaling Spherical
+              CNNs", https://github.com/google-research/spherical-cnn, in the
+              same process: the batched forward and inverse transforms on the
+              reference's N x N grid with both poles (ours on
+              equiangular_with_poles:NxN, the same points) at 64x64 batch 8 and
+              128x128 batch 64, spins (0, 1), 32 channels; and one residual
+              block (64x64, lmax 31, batch 8, 32 channels, spins (0, 1)),
+              forward and forward+backward, with parameter counts. The
+              reference is not a dependency: pass --reference_path=DIR (or set
+              $SPHERE_PLUGIN_REFERENCE_PATH), DIR holding its spherical_cnn/
+              package, with `spherical` and `einshape` installed; otherwise the
+              suite logs why and is skipped (exit status 0).
 
 What is timed. For each band-limit L (lmax = L - 1), spin s, batch size B and
 direction (forward = analysis, map -> coefficients; inverse = synthesis,
@@ -94,7 +113,12 @@ _MAX_CASE_SECONDS = flags.DEFINE_float(
     'would take longer than this (measured on one probe run when the warm-up is slow).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the random inputs.')
 _SUITES = flags.DEFINE_string('suites', 'transforms,blocks',
-                              'Comma-separated parts to run: transforms, blocks.')
+                              'Comma-separated parts to run: transforms, blocks, reference.')
+_REFERENCE_PATH = flags.DEFINE_string(
+    'reference_path', os.environ.get('SPHERE_PLUGIN_REFERENCE_PATH'),
+    'Directory holding the spherical_cnn/ package of google-research/spherical-cnn, for '
+    '--suites=reference (default: $SPHERE_PLUGIN_REFERENCE_PATH). Without it the suite is '
+    'skipped.')
 _RETAIN_FREED_MEMORY = flags.DEFINE_bool(
     'retain_freed_memory', True,
     'Keep freed memory in the process (sphere_plugin.allocator), as the tools do; '
@@ -106,6 +130,7 @@ _BLOCK_GRIDS = flags.DEFINE_string(
 OURS = 'sphere_plugin'
 KNOWN_LIBRARIES = ('sphere_plugin', 'ducc0', 's2fft')
 DIRECTIONS = ('forward', 'inverse')
+SUITES = ('transforms', 'blocks', 'reference')
 
 
 def log(msg: str) -> None:
@@ -461,6 +486,298 @@ def block_benchmark(grid_texts, repeats, seed):
   return rows
 
 
+# ----------------------------------------------------------------------------
+# Reference suite: google-research/spherical-cnn ("Scaling Spherical CNNs").
+
+REFERENCE_URL = 'https://github.com/google-research/spherical-cnn'
+# (n, batch) of the transform cases (grids n x n).
+REFERENCE_TRANSFORM_CASES = ((64, 8), (128, 64))
+REFERENCE_BLOCK_N = 64
+
+
+class ReferenceUnavailable(Exception):
+  """The reference cannot be imported; the message says why."""
+
+
+class Reference:
+  """google-research/spherical-cnn, imported from a source directory.
+
+  `path` is the directory holding the `spherical_cnn/` package (a clone of
+  REFERENCE_URL, or a copy of its `__init__.py`, `sphere_utils.py`,
+  `spin_spherical_harmonics.py` and `layers.py`, with an optional SNAPSHOT
+  file whose `commit ...` line names the commit copied). It needs `spherical`
+  (moble, for Wigner d) and `einshape` besides jax and flax; none of them is a
+  dependency of ours.
+
+  Layouts (the reference's own): spatial layer tensors are (batch, n, n, spin,
+  channel) on the n x n Huffenberger-Wandelt grid (colatitude pi*k/(n-1) from
+  the north pole, both poles included; longitude 2*pi*j/n); spectral ones are
+  (batch, ell_max+1, 2*ell_max+1, spin, channel) with ell_max = n//2 - 1 and
+  (l, m) at [l, ell_max+m]. Its transform constants (Wigner Deltas, quadrature
+  weights, forward constants) live in the flax "constants" collection of a
+  `SpinSphericalFourierTransformer`, built once per model as its models do.
+  """
+
+  name = 'reference'
+
+  def __init__(self, path, spins=BLOCK_SPINS, channels=BLOCK_CHANNELS):
+    if not path:
+      raise ReferenceUnavailable('no --reference_path given and $SPHERE_PLUGIN_REFERENCE_PATH '
+                                 'is not set')
+    path = os.path.abspath(os.path.expanduser(path))
+    package = os.path.join(path, 'spherical_cnn')
+    if not os.path.isfile(os.path.join(package, 'layers.py')):
+      raise ReferenceUnavailable(f'{path} has no spherical_cnn/layers.py')
+    sys.path.insert(0, path)
+    try:
+      import spherical_cnn  # pylint: disable=g-import-not-at-top
+      from spherical_cnn import layers  # pylint: disable=g-import-not-at-top
+      from spherical_cnn import spin_spherical_harmonics  # pylint: disable=g-import-not-at-top
+    except ImportError as e:
+      raise ReferenceUnavailable(f'importing spherical_cnn from {path} failed: {e} (it needs '
+                                 '`pip install spherical einshape`)') from e
+    finally:
+      sys.path.remove(path)
+    found = os.path.dirname(os.path.abspath(layers.__file__))
+    if found != package:
+      raise ReferenceUnavailable(f'spherical_cnn was imported from {found}, not from {path}')
+    import jax  # pylint: disable=g-import-not-at-top
+    self.jax, self.path, self.package = jax, path, spherical_cnn
+    self.layers, self.ssh = layers, spin_spherical_harmonics
+    self.spins, self.channels = tuple(spins), channels
+
+  def version(self):
+    """`__version__` plus the commit: from git, or from a SNAPSHOT file beside the package."""
+    import subprocess  # pylint: disable=g-import-not-at-top
+    text = f'spherical_cnn {getattr(self.package, "__version__", "?")}'
+    commit = None
+    if os.path.exists(os.path.join(self.path, '.git')):
+      try:
+        commit = subprocess.run(['git', '-C', self.path, 'rev-parse', 'HEAD'], check=True,
+                                capture_output=True, text=True).stdout.strip()
+      except (OSError, subprocess.CalledProcessError):
+        pass
+    snapshot = os.path.join(self.path, 'SNAPSHOT')
+    if commit is None and os.path.isfile(snapshot):
+      with open(snapshot) as f:
+        commit = ' '.join(line.strip() for line in f if line.startswith('commit')) or None
+    return f'{text}, {commit or "commit unknown"}, from {self.path}'
+
+  def transformer(self, n):
+    """A SpinSphericalFourierTransformer for one n x n resolution and self.spins."""
+    return self.ssh.SpinSphericalFourierTransformer(resolutions=(n,), spins=self.spins)
+
+  def transform_fn(self, n, direction):
+    """Jitted fn(constants, x) of the batched forward or inverse transform.
+
+    forward: x complex64 (batch, n, n, S, C) -> (batch, n//2, n-1, S, C);
+    inverse: the converse. Batched with jax.vmap, as the reference's layers do.
+    """
+    jax, spins = self.jax, self.spins
+    transformer = self.transformer(n)
+    if direction == 'forward':
+      one = lambda m, x: m.swsft_forward_spins_channels(x, spins)
+    else:
+      one = lambda m, x: m.swsft_backward_spins_channels(x, spins)
+
+    def fn(constants, x):
+      return transformer.apply(constants, x, method=lambda m, x: jax.vmap(
+          lambda v: one(m, v))(x))
+
+    constants = transformer.init(jax.random.key(0), method=lambda m: m.validate(n, spins[0]))
+    return jax.jit(fn), constants
+
+  def make(self, n, batch, direction, rng):
+    """A zero-argument callable running one transform of a random batch."""
+    jax = self.jax
+    fn, constants = self.transform_fn(n, direction)
+    shape = ((batch, n, n) if direction == 'forward' else (batch, n // 2, n - 1))
+    x = jax.device_put(_complex_normal(rng, shape + (len(self.spins), self.channels)))
+    return lambda: jax.block_until_ready(fn(constants, x))
+
+  def residual_block(self, n):
+    """The reference's SpinSphericalResidualBlock on n x n, as its models build it.
+
+    The transformer is a submodule made in setup (as in SpinSphericalClassifier)
+    and shared with the block; no pooling; full filters (num_filter_params None).
+    Call: (batch, n, n, S, C) complex64, train -> the same shape.
+    """
+    import flax.linen as nn  # pylint: disable=g-import-not-at-top
+    layers, ssh, spins, channels = self.layers, self.ssh, self.spins, self.channels
+
+    class ReferenceResidualBlock(nn.Module):
+
+      def setup(self):
+        self.transformer = ssh.SpinSphericalFourierTransformer(resolutions=(n,), spins=spins)
+        self.block = layers.SpinSphericalResidualBlock(
+            num_channels=channels, spins_in=spins, spins_out=spins, downsampling_factor=1,
+            spectral_pooling=False, axis_name=None, transformer=self.transformer)
+
+      def __call__(self, x, train=True):
+        return self.block(x, train=train)
+
+    return ReferenceResidualBlock()
+
+
+class _OursLayerTransforms:
+  """Our layer-level transforms (`sphere_plugin.nn.spectral`) on equiangular_with_poles:nxn.
+
+  That grid is the reference's n x n grid with both poles, stored our way:
+  spatial (batch, nlon=n, nlat=n, S, C) with latitude ascending (south to
+  north); spectral (batch, lmax+1, 2*lmax+1, S, C), lmax = n//2 - 1, the
+  reference's layout.
+  """
+
+  def __init__(self, spins=BLOCK_SPINS, channels=BLOCK_CHANNELS):
+    import jax  # pylint: disable=g-import-not-at-top
+    from sphere_plugin import grids  # pylint: disable=g-import-not-at-top
+    from sphere_plugin.nn import spectral  # pylint: disable=g-import-not-at-top
+    self.jax, self.grids, self.spectral = jax, grids, spectral
+    self.spins, self.channels = tuple(spins), channels
+
+  def grid(self, n):
+    return self.grids.equiangular_with_poles(n, n)
+
+  def transform_fn(self, n, direction):
+    """Jitted fn(x): forward (batch, n, n, S, C) -> (batch, n//2, n-1, S, C), or inverse."""
+    grid, spins, spectral = self.grid(n), self.spins, self.spectral
+    lmax = n // 2 - 1
+    if lmax != spectral.default_lmax(grid):
+      raise ValueError(f'{grid}: default lmax {spectral.default_lmax(grid)} != {lmax}')
+    if direction == 'forward':
+      return self.jax.jit(lambda x: spectral.to_spectral(x, grid, lmax, spins))
+    return self.jax.jit(lambda a: spectral.to_spatial(a, grid, spins))
+
+  def make(self, n, batch, direction, rng):
+    jax = self.jax
+    fn = self.transform_fn(n, direction)
+    shape = ((batch, n, n) if direction == 'forward' else (batch, n // 2, n - 1))
+    x = jax.device_put(_complex_normal(rng, shape + (len(self.spins), self.channels)))
+    return lambda: jax.block_until_ready(fn(x))
+
+
+def reference_agreement(ref, ours, n=16):
+  """Max |a_ours - a_ref| / max |a| of both forward transforms of one band-limited field.
+
+  The field is the reference's inverse transform of random coefficients (zero
+  where l < |s| or |m| > l), batch 1, on n x n; it is moved to our layout
+  (latitude ascending, longitude first) for ours. A small value shows that the
+  two sides compute the same coefficients, in the same (l, m) layout and
+  conventions.
+  """
+  rng = np.random.default_rng(0)
+  lmax, spins = n // 2 - 1, ref.spins
+  a = _complex_normal(rng, (1, lmax + 1, 2 * lmax + 1, len(spins), ref.channels))
+  l = np.arange(lmax + 1)[:, None, None]
+  m = np.arange(-lmax, lmax + 1)[None, :, None]
+  s = np.abs(np.asarray(spins))[None, None, :]
+  a = a * ((np.abs(m) <= l) & (l >= s))[None, ..., None]
+  inv, constants = ref.transform_fn(n, 'inverse')
+  x_ref = inv(constants, a)
+  fwd, constants = ref.transform_fn(n, 'forward')
+  a_ref = np.asarray(fwd(constants, x_ref))
+  x_ours = np.swapaxes(np.asarray(x_ref)[:, ::-1], 1, 2)  # (b, colat, lon) -> (b, lon, lat)
+  a_ours = np.asarray(ours.transform_fn(n, 'forward')(x_ours))
+  scale = np.abs(a).max()
+  return float(np.abs(a_ours - a_ref).max() / scale), float(np.abs(a_ref - a).max() / scale)
+
+
+def reference_benchmark(ref, repeats, seed):
+  """Times ours against the reference in one process.
+
+  Returns (transform rows, block rows, agreement): transform rows are
+  (direction, n, batch, ours ms, reference ms); block rows are (model, real
+  parameters (a complex one counts twice), fwd ms, fwd+bwd ms, XLA memory MiB
+  of fwd+bwd), ours first; agreement is `reference_agreement`'s pair.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from sphere_plugin import nn as snn  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(seed)
+  ours = _OursLayerTransforms(ref.spins, ref.channels)
+  log('  reference: forward-transform agreement on a band-limited field (n=16)')
+  agreement = reference_agreement(ref, ours)
+  trows = []
+  for n, batch in REFERENCE_TRANSFORM_CASES:
+    for direction in DIRECTIONS:
+      log(f'  reference: {direction} transform n={n} batch={batch}')
+      times = []
+      for side in (ours, ref):
+        call = side.make(n, batch, direction, rng)
+        times.append(_timed(call, (), repeats))
+        del call
+        gc.collect()
+      trows.append((direction, n, batch, *times))
+
+  n = REFERENCE_BLOCK_N
+  grid = ours.grid(n)
+  x = _complex_normal(rng, (BLOCK_BATCH, n, n, len(ref.spins), ref.channels))
+  cases = [
+      ('sphere_plugin SpinSphericalResidualBlock',
+       snn.SpinSphericalResidualBlock(ref.channels, spins_in=ref.spins, spins_out=ref.spins,
+                                      input_grid=grid),
+       jax.device_put(np.swapaxes(x[:, ::-1], 1, 2))),  # same field in our layout
+      ('reference SpinSphericalResidualBlock', ref.residual_block(n), jax.device_put(x)),
+  ]
+  brows = []
+  for name, model, inp in cases:
+    log(f'  reference: block {name}')
+    variables = model.init(jax.random.key(0), inp, train=True)
+    fwd, grad = _train_step_fns(model, variables, inp)
+    args = (variables['params'], inp)
+    # Real degrees of freedom: ours stores complex weights as (..., 2) float32, the
+    # reference as complex64.
+    n_params = sum(p.size * (2 if jnp.iscomplexobj(p) else 1)
+                   for p in jax.tree.leaves(variables['params']))
+    t_fwd = _timed(fwd, args, repeats)
+    t_grad = _timed(grad, args, repeats)
+    mem = _xla_memory(grad, args) / 2 ** 20
+    brows.append((name, n_params, t_fwd, t_grad, mem))
+  return trows, brows, agreement
+
+
+def reference_report(ref, trows, brows, agreement, repeats):
+  """Markdown lines of the reference suite."""
+  spins, channels = ref.spins, ref.channels
+  n = REFERENCE_BLOCK_N
+  lines = ['', '## Reference: google-research/spherical-cnn ("Scaling Spherical CNNs")', '',
+           f'Reference: {ref.version()}.',
+           f'Grid: ours equiangular_with_poles:NxN (nlon x nlat, latitude ascending) = the '
+           f'reference\'s N x N grid (colatitude pi*k/(N-1), both poles), lmax = N/2 - 1 on '
+           f'both; spins {spins}, {channels} channels, complex64, each side in its native '
+           'layout (no transposes timed). Transforms: ours sphere_plugin.nn.spectral.'
+           'to_spectral / to_spatial, reference SpinSphericalFourierTransformer.'
+           'swsft_forward/backward_spins_channels under jax.vmap over the batch with its '
+           '"constants" collection passed in; both jitted, after a warm-up call, minimum of '
+           f'{repeats} runs, ms per call (whole batch). ours/reference < 1 means sphere_plugin '
+           'is faster.',
+           f'Check: on a band-limited random field at 16x16 our forward coefficients differ '
+           f'from the reference\'s by {agreement[0]:.1e} of the largest coefficient (reference '
+           f'round trip: {agreement[1]:.1e}).', '']
+  grid = lambda size: f'{size}x{size} (ours equiangular_with_poles:{size}x{size})'
+  rows = []
+  for direction, tn, batch, t_ours, t_ref in trows:
+    rows.append([f'{direction} transform', grid(tn), batch, _fmt_ms(t_ours), _fmt_ms(t_ref),
+                 f'{t_ours / t_ref:.2f}'])
+  block_ours, block_ref = brows
+  for label, k in (('residual block fwd', 2), ('residual block fwd+bwd', 3)):
+    rows.append([label, grid(n), BLOCK_BATCH, _fmt_ms(block_ours[k]), _fmt_ms(block_ref[k]),
+                 f'{block_ours[k] / block_ref[k]:.2f}'])
+  lines.append(_markdown_table(['case', 'grid', 'batch', 'ours ms', 'reference ms',
+                                'ours/reference'], rows))
+  lines += ['', f'Residual blocks ({n}x{n}, lmax {n // 2 - 1}, batch {BLOCK_BATCH}, spins '
+            f'{spins}, {channels} -> {channels} channels, full filters, batch norm in train mode; '
+            'fwd = loss of the output, fwd+bwd = gradients with respect to parameters and input; '
+            'params = real parameters, a complex one counting twice). The reference '
+            'block always adds a Dense + spectral batch norm projection on the skip (its '
+            '`residual.shape != self.num_channels` test compares a shape with an int); ours '
+            'projects only when spins or channels change.', '',
+            _markdown_table(['model', 'real params', 'fwd+bwd XLA memory MiB'],
+                            [[name, f'{p:,}', f'{mem:.0f}'] for name, p, _, _, mem in brows])]
+  return lines
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -501,8 +818,8 @@ def main(argv):
 
   suites = [t.strip() for t in _SUITES.value.split(',') if t.strip()]
   for name in suites:
-    if name not in ('transforms', 'blocks'):
-      raise app.UsageError(f'unknown suite {name!r}; known: transforms, blocks')
+    if name not in SUITES:
+      raise app.UsageError(f'unknown suite {name!r}; known: {", ".join(SUITES)}')
   rows = []
   if 'transforms' in suites:
     rows = run_benchmark(libs, sizes, spins, batches, repeats, _MAX_CASE_SECONDS.value,
@@ -545,15 +862,16 @@ def main(argv):
       '# sphere_plugin SHT benchmark',
       '',
       f'Environment: {env}.',
-      f'float32, Gauss-Legendre grids gaussian:(2L)x(L), lmax = L-1; minimum of {repeats} '
-      'interleaved runs, ms per call (whole batch); compile/tables excluded. '
-      '<lib>/ours > 1 means sphere_plugin is faster.',
   ]
-  if 'ducc0' in libs:
+  if 'transforms' in suites:
+    lines.append(f'float32, Gauss-Legendre grids gaussian:(2L)x(L), lmax = L-1; minimum of '
+                 f'{repeats} interleaved runs, ms per call (whole batch); compile/tables '
+                 'excluded. <lib>/ours > 1 means sphere_plugin is faster.')
+  if 'ducc0' in libs and 'transforms' in suites:
     lines.append(f'ducc0: analysis_2d (forward) / synthesis_2d (inverse), geometry GL, '
                  f'nthreads={_DUCC0_THREADS.value}, float32 maps / complex64 alm, spin>0 as '
                  '2-component maps, batch = Python loop over maps.')
-  if 's2fft' in libs:
+  if 's2fft' in libs and 'transforms' in suites:
     lines.append('s2fft: precompute_transforms.spherical forward/inverse, method jax, sampling '
                  'gl (L x (2L-1) grid), precomputed float32 Wigner-d kernels, jit (+ vmap for '
                  'batch > 1), reality=True for spin 0.')
@@ -577,6 +895,17 @@ def main(argv):
       btable.append([g, lmax, name, n, f'{tf:.1f}', f'{tg:.1f}', f'{mem:.0f}', ratio])
     lines.append(_markdown_table(['grid', 'lmax', 'model', 'params', 'fwd ms', 'fwd+bwd ms',
                                   'memory MiB', 'planar/ours (fwd+bwd)'], btable))
+  if 'reference' in suites:
+    try:
+      ref = Reference(_REFERENCE_PATH.value)
+    except ReferenceUnavailable as e:
+      log(f'reference suite skipped: {e}. Get the reference from {REFERENCE_URL} and pass '
+          '--reference_path=DIR (the directory holding spherical_cnn/).')
+      lines += ['', f'Reference suite skipped: {e}.']
+    else:
+      log(f'reference: {ref.version()}')
+      trows, brows, agreement = reference_benchmark(ref, repeats, _SEED.value)
+      lines += reference_report(ref, trows, brows, agreement, repeats)
   lines.append(f'\nTotal benchmark wall time: {time.perf_counter() - t_start:.0f} s')
   report = '\n'.join(lines) + '\n'
   print(report, flush=True)
