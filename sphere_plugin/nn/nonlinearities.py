@@ -81,10 +81,12 @@ class PhaseCollapse(nn.Module):
                     (x.shape[-2] * c, c), jnp.float32)
     b = self.param('bias', nn.initializers.zeros, (c, 2), jnp.float32)
     mag = jnp.abs(x).reshape(x.shape[:-2] + (-1,))
-    x0 = (jnp.einsum('...c,cd->...d', x[..., i0, :], as_complex(w0.astype(rdtype)))
-          + jnp.einsum('...k,kd->...d', mag, wm.astype(rdtype))
+    # Split, not index and .at[].set: their transposes are full-size pads.
+    before, xi0, after = jnp.split(x, [i0, i0 + 1], axis=-2)
+    x0 = (jnp.einsum('...sc,cd->...sd', xi0, as_complex(w0.astype(rdtype)))
+          + jnp.einsum('...k,kd->...d', mag, wm.astype(rdtype))[..., None, :]
           + as_complex(b.astype(rdtype))) * 0.5
-    return x.at[..., i0, :].set(x0)
+    return jnp.concatenate([before, x0, after], axis=-2)
 
 
 _ACTIVATIONS = ('relu', 'gelu', 'silu', 'tanh', 'sigmoid', 'softplus', 'elu', 'leaky_relu')

@@ -73,6 +73,16 @@ def degree_mask(lmax: int, spins: Sequence[int]) -> np.ndarray:
   return (l >= s).astype(np.float32)[:, None, :, None]
 
 
+def _split_spins(x):
+  """(..., S, C) -> S arrays (..., C).
+
+  A split, not one index per spin: the transpose of an index is a full-size
+  pad, so S indexes cost S padded copies and their sum in the backward pass;
+  a split's transpose is one concatenate.
+  """
+  return [jnp.squeeze(p, -2) for p in jnp.split(x, x.shape[-2], axis=-2)]
+
+
 def to_spectral(x, grid, lmax: int, spins: Sequence[int]):
   """Forward transform of a spatial layer tensor.
 
@@ -98,8 +108,8 @@ def to_spectral(x, grid, lmax: int, spins: Sequence[int]):
   full = default_lmax(grid)
   lmax_a = lmax if (grid.kind == 'gaussian' or lmax >= full) else full
   out = []
-  for i, s in enumerate(spins):
-    xs = jnp.moveaxis(x[..., i, :], -1, -1 - gnd)  # (*batch, C, *grid)
+  for s, xs in zip(spins, _split_spins(x)):
+    xs = jnp.moveaxis(xs, -1, -1 - gnd)  # (*batch, C, *grid)
     if s == 0 and jnp.iscomplexobj(xs):
       # Two real-path transforms cost what one complex one does, and share tables.
       a = (sht.forward(xs.real, grid, lmax_a, spin=0)
@@ -127,8 +137,8 @@ def to_spatial(coeffs, grid, spins: Sequence[int]):
   lmax_of(coeffs)
   gnd = len(grid.shape)
   out = []
-  for i, s in enumerate(spins):
-    a = jnp.moveaxis(coeffs[..., i, :], -1, -3)  # (*batch, C, L+1, 2L+1)
+  for s, a in zip(spins, _split_spins(coeffs)):
+    a = jnp.moveaxis(a, -1, -3)  # (*batch, C, L+1, 2L+1)
     out.append(sht.inverse(a, grid, spin=s, real=False))  # (*batch, C, *grid)
   x = jnp.stack(out, axis=-1)  # (*batch, C, *grid, S)
   return jnp.moveaxis(x, -2 - gnd, -1)

@@ -62,8 +62,8 @@ def to_mreal(f):
 
 def from_mreal(y):
   """real (M, 2B, R) -> complex (M, B, R)."""
-  b = y.shape[1] // 2
-  return jax.lax.complex(y[:, :b], y[:, b:])
+  re, im = jnp.split(y, 2, axis=1)  # two slices would transpose to two full-size pads
+  return jax.lax.complex(re, im)
 
 
 def _latlon_analysis(x, grid, ms, real, method):
@@ -87,8 +87,10 @@ def _latlon_analysis(x, grid, ms, real, method):
   else:
     # ms = -lmax..lmax: negative orders sit at the end of the FFT output.
     lmax = (len(ms) - 1) // 2
-    f = jnp.fft.fft(xt, axis=-1)
-    f = jnp.concatenate([f[..., nlon - lmax:], f[..., :lmax + 1]], axis=-1)
+    # A split, not two slices: the transpose of a slice is a full-size pad, so
+    # two slices cost two padded copies and a sum in the backward pass.
+    pos, _, neg = jnp.split(jnp.fft.fft(xt, axis=-1), [lmax + 1, nlon - lmax], axis=-1)
+    f = jnp.concatenate([neg, pos], axis=-1)
   fm = jnp.transpose(f, (2, 1, 0)) / nlon  # (M, B, nlat)
   return jnp.concatenate([fm.real, fm.imag], axis=1)
 
@@ -116,7 +118,8 @@ def _latlon_synthesis(y, grid, ms, real, method):
   g = jnp.transpose(from_mreal(y), (1, 2, 0)) * nlon  # (B, nlat, M)
   lmax = (len(ms) - 1) // 2  # ms = -lmax..lmax; bins 0..lmax, then negatives
   zeros = jnp.zeros(g.shape[:2] + (nlon - 2 * lmax - 1,), g.dtype)
-  bins = jnp.concatenate([g[..., lmax:], zeros, g[..., :lmax]], axis=-1)
+  neg, pos = jnp.split(g, [lmax], axis=-1)  # a split transposes to one concatenate
+  bins = jnp.concatenate([pos, zeros, neg], axis=-1)
   return jnp.swapaxes(jnp.fft.ifft(bins, axis=-1), -1, -2)
 
 
