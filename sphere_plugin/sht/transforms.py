@@ -73,6 +73,14 @@ def _block_layout(lmax, spin, real):
                      for i0, i1, l0 in _m_blocks(lmax, spin, real)) for d in degrees)
 
 
+@functools.lru_cache(maxsize=None)
+def _precond_layout(lmax, spin, real):
+  """m blocks (i0, i1, k0) of the mreal layout, k0 in degrees (not parity rows)."""
+  if real:
+    return tuple(_m_blocks(lmax, spin, True))
+  return _block_layout(lmax, spin, False)[0]
+
+
 def _device_tables(grid, lmax, spin, real, dtype):
   """Device tables, each split into m blocks (arrays only: jit arguments)."""
   key = (grid, lmax, spin, real, np.dtype(dtype).name)
@@ -85,9 +93,10 @@ def _device_tables(grid, lmax, spin, real, dtype):
         for a, lay in zip(ts, layout))
     hit = {'synth': conv(t.synth), 'analysis': conv(t.analysis)}
     if isinstance(grid, grids_lib.HealpixGrid):
-      pre = tables_lib.healpix_preconditioner(grid, lmax, spin)
-      hit['precond'] = tuple(_concrete(pre[i0:i1, k0:, k0:], dtype)
-                             for i0, i1, k0 in _block_layout(lmax, spin, False)[0])
+      pre = tables_lib.healpix_preconditioner(grid, lmax, spin)  # m = -lmax..lmax
+      off = lmax if real else 0  # the real path keeps m >= 0 only
+      hit['precond'] = tuple(_concrete(pre[off + i0:off + i1, k0:, k0:], dtype)
+                             for i0, i1, k0 in _precond_layout(lmax, spin, real))
     _device_cache[key] = hit
   return hit
 
@@ -145,6 +154,24 @@ def _synthesis_mm(y, tables, layout):
 
 def _legendre_forward(f, tabs, real, lmax, nrings, spin):
   """Ring coefficients F as real (M, 2B, R) -> a (B, lmax+1, 2 lmax+1)."""
+  return _mreal_to_coeffs(_legendre_forward_mreal(f, tabs, real, lmax, nrings, spin), real)
+
+
+def _mreal_to_coeffs(y, real):
+  """Coefficients y as real (M, 2B, lmax+1) -> complex a (B, lmax+1, 2 lmax+1).
+
+  On the real path y holds m >= 0 only and a_{l,-m} = (-1)^m conj(a_lm).
+  """
+  a = _from_mreal(y)  # (B, L, M)
+  if not real:
+    return a
+  sign = jnp.asarray((-1.0) ** np.arange(1, y.shape[0]), dtype=y.dtype)
+  neg = jnp.flip(jnp.conj(a[..., 1:]) * sign, axis=-1)
+  return jnp.concatenate([neg, a], axis=-1)
+
+
+def _legendre_forward_mreal(f, tabs, real, lmax, nrings, spin):
+  """Ring coefficients F as real (M, 2B, R) -> coefficients as real (M, 2B, lmax+1)."""
   analysis = tabs['analysis']
   layout = _block_layout(lmax, spin, real)
   x = f
@@ -162,62 +189,98 @@ def _legendre_forward(f, tabs, real, lmax, nrings, spin):
     a_o = _analysis_mm(jnp.where(m_even, d, s), analysis[1], layout[1])
     if a_o.shape[-1] < a_e.shape[-1]:
       a_o = jnp.pad(a_o, ((0, 0), (0, 0), (0, 1)))
-    y = jnp.stack([a_e, a_o], axis=-1).reshape(a_e.shape[:2] + (-1,))[..., :lmax + 1]
-    a = _from_mreal(y)  # (B, L, M>=0)
-    sign = jnp.asarray((-1.0) ** ms[1:], dtype=y.dtype)
-    neg = jnp.flip(jnp.conj(a[..., 1:]) * sign, axis=-1)
-    return jnp.concatenate([neg, a], axis=-1)
-  return _from_mreal(_analysis_mm(x, analysis[0], layout[0]))
+    return jnp.stack([a_e, a_o], axis=-1).reshape(a_e.shape[:2] + (-1,))[..., :lmax + 1]
+  return _analysis_mm(x, analysis[0], layout[0])
 
 
 def _legendre_inverse(a, tabs, real, lmax, nrings, spin):
   """a (B, lmax+1, 2 lmax+1) -> ring coefficients G as real (M, 2B, R)."""
-  synth = tabs['synth']
-  layout = _block_layout(lmax, spin, real)
   if real:
     ms = np.arange(lmax + 1)
     sign = jnp.asarray((-1.0) ** ms, dtype=a.real.dtype)
     pos = a[..., lmax:]
     neg = jnp.flip(a[..., :lmax + 1], axis=-1)
     a = 0.5 * (pos + sign * jnp.conj(neg))  # Hermitian part: Re of the field
-    y = rings_lib.to_mreal(jnp.transpose(a, (0, 2, 1)))  # (M, 2B, L)
-    e = _synthesis_mm(y[..., 0::2], synth[0], layout[0])
-    o = _synthesis_mm(y[..., 1::2], synth[1], layout[1])
+  y = rings_lib.to_mreal(jnp.transpose(a, (0, 2, 1)))  # (M, 2B, L)
+  return _legendre_inverse_mreal(y, tabs, real, lmax, nrings, spin)
+
+
+def _by_parity(y):
+  """(..., n) -> even entries (..., ceil(n/2)), odd entries (..., floor(n/2)).
+
+  A reshape and a split, not strided slices: the transpose of each strided
+  slice is a full-size padded copy.
+  """
+  n = y.shape[-1]
+  pairs = jnp.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, n % 2)]).reshape(y.shape[:-1] + (-1, 2))
+  even, odd = (jnp.squeeze(p, -1) for p in jnp.split(pairs, 2, axis=-1))
+  return even, odd[..., :n // 2]
+
+
+def _legendre_inverse_mreal(y, tabs, real, lmax, nrings, spin):
+  """Coefficients as real (M, 2B, lmax+1) -> ring coefficients G as real (M, 2B, R).
+
+  On the real path y holds m >= 0 and the field is the real part (the
+  imaginary part of m = 0 drops out).
+  """
+  synth = tabs['synth']
+  layout = _block_layout(lmax, spin, real)
+  if real:
+    sign = jnp.asarray((-1.0) ** np.arange(lmax + 1), dtype=y.dtype)
+    y_even, y_odd = _by_parity(y)
+    e = _synthesis_mm(y_even, synth[0], layout[0])
+    o = _synthesis_mm(y_odd, synth[1], layout[1])
     north = e + o
     south = (e - o) * sign[:, None, None]
     nh = north.shape[-1]
-    g = jnp.concatenate([north, jnp.flip(south[..., :nrings - nh], axis=-1)], axis=-1)
-  else:
-    g = _synthesis_mm(rings_lib.to_mreal(jnp.transpose(a, (0, 2, 1))), synth[0], layout[0])
-  return g
+    return jnp.concatenate([north, jnp.flip(south[..., :nrings - nh], axis=-1)], axis=-1)
+  return _synthesis_mm(y, synth[0], layout[0])
 
 
 def _complex_dtype(real_dtype):
   return jnp.complex128 if real_dtype == jnp.float64 else jnp.complex64
 
 
-def _precondition(r, tabs, lmax, spin):
-  """r (B, lmax+1, 2 lmax+1) complex -> P r, P the per-m inverse Gram matrices.
+def _precondition(y, tabs, lmax, spin, real):
+  """y real (M, 2B, lmax+1) -> P y, P the per-order inverse Gram matrices.
 
-  P is real, so it acts on real and imaginary parts alike (stacked on B).
+  In the mreal layout the order is the leading (batch) axis of the products,
+  so no layout change is needed; P is real and acts on the real and imaginary
+  rows alike.
   """
-  layout = _block_layout(lmax, spin, False)[0]
-  b = r.shape[0]
-  x = jnp.concatenate([r.real, r.imag], axis=0)  # (2B, L, M)
+  layout = _precond_layout(lmax, spin, real)
   parts = []
-  for xi, (_, _, k0), t in zip(_split_blocks(x, layout, 2), layout, tabs['precond']):
-    y = _mm('blm,mlk->bkm', xi[:, k0:], t)
-    parts.append(jnp.pad(y, ((0, 0), (k0, 0), (0, 0))))
-  y = jnp.concatenate(parts, axis=-1)
-  return jax.lax.complex(y[:b], y[b:])
+  for yi, (_, _, k0), t in zip(_split_blocks(y, layout, 0), layout, tabs['precond']):
+    z = _mm('mbl,mlk->mbk', yi[:, :, k0:], t)
+    parts.append(jnp.pad(z, ((0, 0), (0, 0), (k0, 0))))
+  return jnp.concatenate(parts, axis=0)
+
+
+@functools.lru_cache(maxsize=None)
+def _mreal_weights(lmax, spin, real):
+  """(weights (M, 1, 1), mask (M, 2, 1, lmax+1)) of the mreal coefficient layout.
+
+  The weights make the plain dot product of two mreal arrays Re <u, v> over
+  the whole (l, m) array: on the real path the layout holds m > 0 once for
+  both +-m (weight 2). The mask is 1 on the coefficients the analysis can
+  return: l >= max(|m|, |spin|), and not the imaginary part of m = 0 on the
+  real path (a real field's a_l0 are real).
+  """
+  ms = np.arange(lmax + 1) if real else np.arange(-lmax, lmax + 1)
+  ell = np.arange(lmax + 1)
+  valid = (ell[None, :] >= np.abs(ms)[:, None]) & (ell[None, :] >= abs(spin))
+  mask = np.repeat(valid[:, None, None, :], 2, axis=1).astype(np.float64)
+  if real:
+    mask[0, 1] = 0
+  weights = np.where(real & (ms > 0), 2.0, 1.0)[:, None, None]
+  return weights, mask
 
 
 def _coeff_projector(lmax, spin, real):
   """Orthogonal projection onto the coefficient arrays the analysis can return.
 
   Those are zero where |m| > l or l < |spin| and, for the real path, satisfy
-  a_{l,-m} = (-1)^m conj(a_lm). The normal operator is invertible on that
-  subspace only, so a right-hand side must be projected before a solve.
+  a_{l,-m} = (-1)^m conj(a_lm). For (B, lmax+1, 2 lmax+1) complex arrays.
   """
   ell = np.arange(lmax + 1)[:, None]
   m = np.arange(-lmax, lmax + 1)[None, :]
@@ -232,38 +295,43 @@ def _coeff_projector(lmax, spin, real):
   return project
 
 
-def _dot(u, v):
-  """Re <u, v> per batch element, keepdims: the inner product CG works in."""
-  return jnp.sum((jnp.conj(u) * v).real, axis=(-2, -1), keepdims=True)
+def _field_dot(weights):
+  """Re <u, v> per field of two mreal arrays (M, 2B, K), as (1, 2B, 1)."""
+
+  def dot(u, v):
+    s = jnp.sum(weights * u * v, axis=(0, 2))  # (2B,)
+    re, im = jnp.split(s, 2)
+    d = re + im
+    return jnp.concatenate([d, d])[None, :, None]
+  return dot
 
 
-def _pcg(normal, precond, b, n_iter):
+def _pcg(normal, precond, dot, b, n_iter):
   """n_iter steps of preconditioned conjugate gradients for normal(a) = b from a = 0.
 
-  Per batch element (the step sizes are per field). `normal` must be
-  self-adjoint and positive definite under Re <u, v> on the subspace b lies
-  in, and `precond` self-adjoint positive definite and mapping that subspace
-  to itself. A `fori_loop`, not unrolled: XLA then reuses the loop's buffers,
-  so memory does not grow with n_iter (unrolled, it grew ~10% of a
-  transform's buffers per step).
+  Per field (the step sizes are per field; `dot` returns them broadcastable).
+  `normal` must be self-adjoint and positive definite under `dot` on the
+  subspace b lies in, and `precond` self-adjoint positive definite and
+  mapping that subspace to itself. A `fori_loop`, not unrolled: XLA then
+  reuses the loop's buffers, so memory does not grow with n_iter.
   """
-  tiny = jnp.finfo(b.real.dtype).tiny
+  tiny = jnp.finfo(b.dtype).tiny
 
   def step(state):
     a, r, p, rz = state
     q = normal(p)
-    alpha = rz / jnp.maximum(_dot(p, q), tiny)
+    alpha = rz / jnp.maximum(dot(p, q), tiny)
     return a + alpha * p, r - alpha * q
 
   def body(_, state):
     a, r, p, rz = state
     a, r = step(state)
     z = precond(r)
-    rz_new = _dot(r, z)
+    rz_new = dot(r, z)
     return a, r, z + (rz_new / jnp.maximum(rz, tiny)) * p, rz_new
 
   z = precond(b)
-  state = (jnp.zeros_like(b), b, z, _dot(b, z))
+  state = (jnp.zeros_like(b), b, z, dot(b, z))
   state = jax.lax.fori_loop(0, n_iter - 1, body, state)
   return step(state)[0]  # the last step needs no new direction
 
@@ -273,47 +341,51 @@ def _pcg(normal, precond, b, n_iter):
 def _forward_kernel(x, tabs, *, grid, lmax, spin, real, method, n_iter):
   ms = np.arange(lmax + 1) if real else np.arange(-lmax, lmax + 1)
   nrings = len(grid.rings.theta)
-
-  def analyse(field):
-    f = rings_lib.analysis(field, grid, ms, real, method)
-    return _legendre_forward(f, tabs, real, lmax, nrings, spin)
-
-  b = analyse(x)
+  f = rings_lib.analysis(x, grid, ms, real, method)
+  b = _legendre_forward_mreal(f, tabs, real, lmax, nrings, spin)  # (M, 2B, K)
   if n_iter == 0:
-    return b
+    return _mreal_to_coeffs(b, real)
   # HEALPix: the least-squares analysis a = N^{-1} b with N = Q A the normal
   # operator (A the synthesis, Q the quadrature analysis, b = Q x), by
   # preconditioned CG from zero (n_iter steps cost n_iter synthesis/analysis
-  # pairs). N is self-adjoint under Re <u, v> over the whole (l, m) array:
-  # Q = (4 pi / npix) A^*, with A^* the adjoint under that inner product and
-  # the pixel dot product (for the real path the array holds m > 0 twice, once
-  # as -m, which is exactly the weight 2 of m > 0 in a real field's norm).
+  # pairs), all in the mreal layout (m, [re; im] x field, l) of the Legendre
+  # products, converted to (field, l, m) once at the end. N is self-adjoint
+  # under the weighted dot product of `_mreal_weights` (Re <u, v> over the
+  # whole (l, m) array): Q = (4 pi / npix) A^*.
   #
   # The converged analysis is linear in x, and its gradient is one adjoint
   # solve: custom_linear_solve differentiates a = N^{-1} b implicitly instead
-  # of through the iterations, so the backward pass stores no iterates. In
-  # JAX's convention the transpose of a linear map T is conj o T^* o conj, so
-  # the transpose solve is conj(N^{-1} conj(ct)) with ct first projected onto
-  # the subspace where N is invertible (see _coeff_projector).
-  project = _coeff_projector(lmax, spin, real)
+  # of through the iterations, so the backward pass stores no iterates. For
+  # real arrays JAX's transpose is the adjoint under the plain dot product;
+  # with W the weights, W N is symmetric, so (N^{-1})^T = W N^{-1} W^{-1}, and
+  # the cotangent is first projected onto the subspace where N is invertible.
+  weights, mask = _mreal_weights(lmax, spin, real)
+  weights = jnp.asarray(weights, b.dtype)
+  mask = jnp.asarray(mask, b.dtype)
+  dot = _field_dot(weights)
+
+  def project(y):
+    m, b2, k = y.shape
+    return (y.reshape(m, 2, b2 // 2, k) * mask).reshape(y.shape)
 
   def normal(p):
-    # analyse(synthesise(p)) with the rings' FFT pairs cancelled (see
-    # rings.healpix_round_trip): ~40% of a CG step's cost saved.
-    g = _legendre_inverse(p, tabs, real, lmax, nrings, spin)
-    return _legendre_forward(rings_lib.healpix_round_trip(g, grid, ms, real), tabs, real,
-                             lmax, nrings, spin)
+    # synthesis then analysis, with the rings' FFT pairs cancelled (see
+    # rings.healpix_round_trip).
+    g = _legendre_inverse_mreal(p, tabs, real, lmax, nrings, spin)
+    return _legendre_forward_mreal(rings_lib.healpix_round_trip(g, grid, ms, real), tabs,
+                                   real, lmax, nrings, spin)
 
   def precond(r):
-    return _precondition(r, tabs, lmax, spin)
+    return _precondition(r, tabs, lmax, spin, real)
 
   def solve(matvec, rhs):
-    return _pcg(matvec, precond, rhs, n_iter)
+    return _pcg(matvec, precond, dot, rhs, n_iter)
 
   def transpose_solve(unused_vecmat, ct):
-    return jnp.conj(_pcg(normal, precond, project(jnp.conj(ct)), n_iter))
+    return weights * _pcg(normal, precond, dot, project(ct / weights), n_iter)
 
-  return jax.lax.custom_linear_solve(normal, b, solve, transpose_solve=transpose_solve)
+  a = jax.lax.custom_linear_solve(normal, b, solve, transpose_solve=transpose_solve)
+  return _mreal_to_coeffs(a, real)
 
 
 def _inverse_body(a, tabs, grid, lmax, spin, real, method):
