@@ -152,11 +152,6 @@ def _synthesis_mm(y, tables, layout):
       axis=0)
 
 
-def _legendre_forward(f, tabs, real, lmax, nrings, spin):
-  """Ring coefficients F as real (M, 2B, R) -> a (B, lmax+1, 2 lmax+1)."""
-  return _mreal_to_coeffs(_legendre_forward_mreal(f, tabs, real, lmax, nrings, spin), real)
-
-
 def _mreal_to_coeffs(y, real):
   """Coefficients y as real (M, 2B, lmax+1) -> complex a (B, lmax+1, 2 lmax+1).
 
@@ -166,7 +161,8 @@ def _mreal_to_coeffs(y, real):
   if not real:
     return a
   sign = jnp.asarray((-1.0) ** np.arange(1, y.shape[0]), dtype=y.dtype)
-  neg = jnp.flip(jnp.conj(a[..., 1:]) * sign, axis=-1)
+  _, a_pos = jnp.split(a, [1], axis=-1)  # a split: a slice would transpose to a full pad
+  neg = jnp.flip(jnp.conj(a_pos) * sign, axis=-1)
   return jnp.concatenate([neg, a], axis=-1)
 
 
@@ -274,25 +270,6 @@ def _mreal_weights(lmax, spin, real):
     mask[0, 1] = 0
   weights = np.where(real & (ms > 0), 2.0, 1.0)[:, None, None]
   return weights, mask
-
-
-def _coeff_projector(lmax, spin, real):
-  """Orthogonal projection onto the coefficient arrays the analysis can return.
-
-  Those are zero where |m| > l or l < |spin| and, for the real path, satisfy
-  a_{l,-m} = (-1)^m conj(a_lm). For (B, lmax+1, 2 lmax+1) complex arrays.
-  """
-  ell = np.arange(lmax + 1)[:, None]
-  m = np.arange(-lmax, lmax + 1)[None, :]
-  valid = (np.abs(m) <= ell) & (ell >= abs(spin))
-  sign = (-1.0) ** np.arange(-lmax, lmax + 1)
-
-  def project(g):
-    g = jnp.where(valid, g, 0)
-    if real:
-      g = 0.5 * (g + jnp.asarray(sign, g.real.dtype) * jnp.conj(jnp.flip(g, axis=-1)))
-    return g
-  return project
 
 
 def _field_dot(weights):
