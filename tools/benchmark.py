@@ -432,6 +432,24 @@ def _train_step_fns(model, variables, x):
   return jax.jit(loss), jax.jit(jax.grad(loss, argnums=(0, 1)))
 
 
+def _time_block(model, inp, repeats):
+  """(real parameters, fwd ms, fwd+bwd ms, fwd+bwd XLA memory MiB) of a flax block.
+
+  Real degrees of freedom: ours stores complex weights as (..., 2) float32,
+  the reference as complex64 (counted twice).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  variables = model.init(jax.random.key(0), inp, train=True)
+  fwd, grad = _train_step_fns(model, variables, inp)
+  args = (variables['params'], inp)
+  n_params = sum(p.size * (2 if jnp.iscomplexobj(p) else 1)
+                 for p in jax.tree.leaves(variables['params']))
+  return (n_params, _timed(fwd, args, repeats), _timed(grad, args, repeats),
+          _xla_memory(grad, args) / 2 ** 20)
+
+
 class _PlanarBlock:
   """A planar ResNet block (3x3 conv, BN, relu, 3x3 conv, BN, skip) for scale."""
 
@@ -474,15 +492,8 @@ def block_benchmark(grid_texts, repeats, seed):
                     xp))
     for name, model, inp in cases:
       log(f'  block {name} on {grid}')
-      variables = model.init(jax.random.key(0), inp, train=True)
-      fwd, grad = _train_step_fns(model, variables, inp)
-      args = (variables['params'], inp)
-      n_params = sum(p.size for p in jax.tree.leaves(variables['params']))
-      t_fwd = _timed(fwd, args, repeats)
-      t_grad = _timed(grad, args, repeats)
-      mem = _xla_memory(grad, args) / 2 ** 20
-      rows.append((str(grid), lmax if 'Spin' in name else '-', name, n_params, t_fwd, t_grad,
-                   mem))
+      rows.append((str(grid), lmax if 'Spin' in name else '-', name,
+                   *_time_block(model, inp, repeats)))
   return rows
 
 
@@ -691,7 +702,6 @@ def reference_benchmark(ref, repeats, seed):
   of fwd+bwd), ours first; agreement is `reference_agreement`'s pair.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from sphere_plugin import nn as snn  # pylint: disable=g-import-not-at-top
 
   rng = np.random.default_rng(seed)
@@ -723,17 +733,7 @@ def reference_benchmark(ref, repeats, seed):
   brows = []
   for name, model, inp in cases:
     log(f'  reference: block {name}')
-    variables = model.init(jax.random.key(0), inp, train=True)
-    fwd, grad = _train_step_fns(model, variables, inp)
-    args = (variables['params'], inp)
-    # Real degrees of freedom: ours stores complex weights as (..., 2) float32, the
-    # reference as complex64.
-    n_params = sum(p.size * (2 if jnp.iscomplexobj(p) else 1)
-                   for p in jax.tree.leaves(variables['params']))
-    t_fwd = _timed(fwd, args, repeats)
-    t_grad = _timed(grad, args, repeats)
-    mem = _xla_memory(grad, args) / 2 ** 20
-    brows.append((name, n_params, t_fwd, t_grad, mem))
+    brows.append((name, *_time_block(model, inp, repeats)))
   return trows, brows, agreement
 
 
