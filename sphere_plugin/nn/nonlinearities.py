@@ -80,13 +80,16 @@ class PhaseCollapse(nn.Module):
     wm = self.param('kernel_magnitude', nn.initializers.variance_scaling(1.0, 'fan_in', 'normal'),
                     (x.shape[-2] * c, c), jnp.float32)
     b = self.param('bias', nn.initializers.zeros, (c, 2), jnp.float32)
-    mag = jnp.abs(x).reshape(x.shape[:-2] + (-1,))
+    # Products of 2-D (point, channel) matrices: with the batch and grid axes
+    # left as einsum batch dimensions, the backward pass's products ran ~2x
+    # slower on CPU (the whole layer's fwd+bwd 54 -> 24 ms at 64x64, batch 8).
+    n = int(np.prod(x.shape[:-2]))
+    mag = jnp.abs(x).reshape(n, -1)  # (points, S * C)
     # Split, not index and .at[].set: their transposes are full-size pads.
     before, xi0, after = jnp.split(x, [i0, i0 + 1], axis=-2)
-    x0 = (jnp.einsum('...sc,cd->...sd', xi0, as_complex(w0.astype(rdtype)))
-          + jnp.einsum('...k,kd->...d', mag, wm.astype(rdtype))[..., None, :]
-          + as_complex(b.astype(rdtype))) * 0.5
-    return jnp.concatenate([before, x0, after], axis=-2)
+    x0 = (xi0.reshape(n, c) @ as_complex(w0.astype(rdtype))
+          + mag @ wm.astype(rdtype) + as_complex(b.astype(rdtype))) * 0.5
+    return jnp.concatenate([before, x0.reshape(xi0.shape), after], axis=-2)
 
 
 _ACTIVATIONS = ('relu', 'gelu', 'silu', 'tanh', 'sigmoid', 'softplus', 'elu', 'leaky_relu')
