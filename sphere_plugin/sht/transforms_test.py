@@ -244,6 +244,36 @@ def test_gradients_match_finite_differences_across_m_blocks(x64, grid, lmax, spi
   jax_test_util.check_grads(loss, (x,), order=1, modes=['rev', 'fwd'], atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.parametrize('grid,spin', [('gaussian:16x8', 0), ('gaussian:16x8', 1),
+                                       ('healpix:2', 0), ('healpix:2', 1)])
+def test_large_batches_in_steps_equal_one_step_with_gradients(x64, monkeypatch, grid, spin):
+  """A batch over 3 x _CHUNK_BYTES goes through lax.map in steps (here 2
+  fields a step for 7 fields: three steps and a remainder of 1); values and
+  gradients must be those of one step, for the HEALPix solver's implicit
+  gradient inside the loop too."""
+  from sphere_plugin.sht import transforms as transforms_lib
+  grid = grids.parse(grid)
+  rng = np.random.default_rng(9)
+  x = rng.normal(size=(7,) + grid.shape)
+  if spin:
+    x = x + 1j * rng.normal(size=x.shape)
+  w = rng.normal(size=(4, 7)) + 1j * rng.normal(size=(4, 7))
+
+  def loss(field):
+    a = sht.forward(field, grid, lmax=3, spin=spin)
+    y = sht.inverse(a * w, grid, spin=spin)
+    return jnp.sum(jnp.abs(y) ** 2) + jnp.sum(jnp.abs(a) ** 2 * w.real), (a, y)
+
+  (one, (a1, y1)), g1 = jax.value_and_grad(loss, has_aux=True)(x)
+  field_bytes = x[0].size * x.dtype.itemsize
+  monkeypatch.setattr(transforms_lib, '_CHUNK_BYTES', 2 * field_bytes)
+  assert transforms_lib._fields_per_step(7, field_bytes) == 2
+  (stepped, (a2, y2)), g2 = jax.value_and_grad(loss, has_aux=True)(x)
+  assert rel(a2, a1) < 1e-13 and rel(y2, y1) < 1e-13
+  assert stepped == pytest.approx(float(one), rel=1e-13)
+  assert rel(g2, g1) < 1e-12
+
+
 def test_bad_input_errors():
   grid = grids.gaussian(16, 8)
   with pytest.raises(ValueError, match='not resolved'):
