@@ -323,15 +323,19 @@ def _fields_per_step(num_fields, field_bytes):
   The kernels are memory-bound on CPU: layout copies, FFTs and the HEALPix
   solver's repeated passes run several times faster on arrays that fit the
   processor's cache than on ones that spill. So a batch of more than
-  3 x _CHUNK_BYTES of fields is transformed _CHUNK_BYTES at a time by a
+  2 x _CHUNK_BYTES of fields is transformed in steps of at most ~_CHUNK_BYTES by a
   `lax.map` (on this project's 2-core VM: L = 256, 64 fields, spin-0
   forward 1.6x faster; healpix:32 residual block fwd+bwd ~1.15x). Smaller
   batches go in one step: splitting them only adds the loop's copies (the
-  gaussian:128x64 block, 16 MiB per call, got slower).
+  gaussian:128x64 block, 16 MiB per call, got slower in steps of 8 MiB).
   """
-  if num_fields * field_bytes <= 3 * _CHUNK_BYTES:
+  total = num_fields * field_bytes
+  if total <= 2 * _CHUNK_BYTES:
     return num_fields
-  return max(1, _CHUNK_BYTES // field_bytes)
+  step = -(-num_fields // -(-total // _CHUNK_BYTES))
+  # A divisor of the batch down to half that size avoids a remainder (which
+  # the kernel would trace and compile a second time).
+  return next((d for d in range(step, step // 2, -1) if num_fields % d == 0), step)
 
 
 def _in_steps(fn, x, step):
