@@ -318,16 +318,19 @@ _CHUNK_BYTES = 8 << 20
 
 
 def _fields_per_step(num_fields, field_bytes):
-  """How many fields a transform kernel handles per step.
+  """How many fields the forward transform's kernel handles per step.
 
   The kernels are memory-bound on CPU: layout copies, FFTs and the HEALPix
   solver's repeated passes run several times faster on arrays that fit the
   processor's cache than on ones that spill. So a batch of more than
-  2 x _CHUNK_BYTES of fields is transformed in steps of at most ~_CHUNK_BYTES by a
-  `lax.map` (on this project's 2-core VM: L = 256, 64 fields, spin-0
-  forward 1.6x faster; healpix:32 residual block fwd+bwd ~1.15x). Smaller
-  batches go in one step: splitting them only adds the loop's copies (the
-  gaussian:128x64 block, 16 MiB per call, got slower in steps of 8 MiB).
+  2 x _CHUNK_BYTES of fields is analysed in steps of at most ~_CHUNK_BYTES
+  by a `lax.map` (on this project's 2-core VM, L = 256, 64 fields: spin-0
+  forward 110-114 -> 76-79 ms, spin 1 225-245 -> 187-188 ms; the healpix:32
+  residual block's fwd+bwd ~1.15x). Smaller batches go in one step:
+  splitting them only adds the loop's copies (the gaussian:128x64 block,
+  16 MiB per call, got slower in steps of 8 MiB). The inverse transform is
+  not stepped: at L = 256 its spin-1 case got slower (214-221 -> 222-261 ms)
+  and spin 0 gained ~7 %.
   """
   total = num_fields * field_bytes
   if total <= 2 * _CHUNK_BYTES:
@@ -416,10 +419,9 @@ def _inverse_body(a, tabs, grid, lmax, spin, real, method):
   return rings_lib.synthesis(g, grid, ms, real, method)
 
 
-@functools.partial(jax.jit, static_argnames=('grid', 'lmax', 'spin', 'real', 'method',
-                                             'step'))
-def _inverse_kernel(a, tabs, *, grid, lmax, spin, real, method, step):
-  return _in_steps(lambda a: _inverse_body(a, tabs, grid, lmax, spin, real, method), a, step)
+@functools.partial(jax.jit, static_argnames=('grid', 'lmax', 'spin', 'real', 'method'))
+def _inverse_kernel(a, tabs, *, grid, lmax, spin, real, method):
+  return _inverse_body(a, tabs, grid, lmax, spin, real, method)
 
 
 def _check_lmax(grid, lmax, what):
@@ -536,8 +538,6 @@ def inverse(coeffs, grid, spin: int = 0, *, real: bool | None = None,
   batch = coeffs.shape[:-2]
   cb = coeffs.reshape((-1,) + coeffs.shape[-2:])
   method = rings_lib.resolve_longitude_method(lon_method)
-  field_bytes = int(np.prod(grid.shape)) * (rdtype.itemsize if real else 2 * rdtype.itemsize)
-  step = _fields_per_step(cb.shape[0], field_bytes)
   x = _inverse_kernel(cb, tabs, grid=grid, lmax=lmax, spin=int(spin), real=real,
-                      method=method, step=step)
+                      method=method)
   return x.reshape(batch + x.shape[1:])

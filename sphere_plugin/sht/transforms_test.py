@@ -247,7 +247,7 @@ def test_gradients_match_finite_differences_across_m_blocks(x64, grid, lmax, spi
 @pytest.mark.parametrize('grid,spin', [('gaussian:16x8', 0), ('gaussian:16x8', 1),
                                        ('healpix:2', 0), ('healpix:2', 1)])
 def test_large_batches_in_steps_equal_one_step_with_gradients(x64, monkeypatch, grid, spin):
-  """A batch over 3 x _CHUNK_BYTES goes through lax.map in steps (here 2
+  """A batch over 2 x _CHUNK_BYTES is analysed by lax.map in steps (here 2
   fields a step for 7 fields: three steps and a remainder of 1); values and
   gradients must be those of one step, for the HEALPix solver's implicit
   gradient inside the loop too."""
