@@ -313,7 +313,7 @@ def _pcg(normal, precond, dot, b, n_iter):
   return step(state)[0]  # the last step needs no new direction
 
 
-# Fields per lax.map step of a large transform (see `_fields_per_step`).
+# Bytes of fields per lax.map step of a large forward transform (`_fields_per_step`).
 _CHUNK_BYTES = 8 << 20
 
 
@@ -326,9 +326,10 @@ def _fields_per_step(num_fields, field_bytes):
   2 x _CHUNK_BYTES of fields is analysed in steps of at most ~_CHUNK_BYTES
   by a `lax.map` (on this project's 2-core VM, L = 256, 64 fields: spin-0
   forward 110-114 -> 76-79 ms, spin 1 225-245 -> 187-188 ms; the healpix:32
-  residual block's fwd+bwd ~1.15x). Smaller batches go in one step:
-  splitting them only adds the loop's copies (the gaussian:128x64 block,
-  16 MiB per call, got slower in steps of 8 MiB). The inverse transform is
+  residual block's fwd+bwd ~10-15 %, within noisy runs). Smaller batches go
+  in one step: splitting them only adds the loop's copies (the
+  gaussian:128x64 block, 16 MiB per call, got slower in steps of 8 MiB).
+  The inverse transform is
   not stepped: at L = 256 its spin-1 case got slower (214-221 -> 222-261 ms)
   and spin 0 gained ~7 %.
   """
