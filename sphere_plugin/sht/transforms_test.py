@@ -201,27 +201,34 @@ def test_batching_jit_vmap_and_real_complex_agree():
   assert back.shape == x.shape and back.dtype == np.float32
 
 
+def _field_and_loss(grid, batch, lmax, spin, seed):
+  """A random float64 field (*batch, *grid.shape), complex for spin != 0, and
+  loss(field) -> (scalar, (coefficients, weighted synthesis)) through a
+  forward, a weighting of the coefficients and an inverse."""
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=batch + grid.shape)
+  if spin:
+    x = x + 1j * rng.normal(size=x.shape)
+  w = (rng.normal(size=(lmax + 1, 2 * lmax + 1))
+       + 1j * rng.normal(size=(lmax + 1, 2 * lmax + 1)))
+
+  def loss(field):
+    a = sht.forward(field, grid, lmax=lmax, spin=spin)
+    y = sht.inverse(a * w, grid, spin=spin)
+    return jnp.sum(jnp.abs(y) ** 2) + jnp.sum(jnp.abs(a) ** 2 * w.real), (a, y)
+  return x, loss
+
+
 @pytest.mark.parametrize('grid', ['gaussian:16x8', 'equiangular:16x8', 'healpix:2'])
 @pytest.mark.parametrize('spin', [0, 1])
 def test_gradients_match_finite_differences(x64, grid, spin):
-  grid = grids.parse(grid)
-  rng = np.random.default_rng(7)
-  x = rng.normal(size=grid.shape)
-  if spin:
-    x = x + 1j * rng.normal(size=grid.shape)
-  w = rng.normal(size=(4, 7)) + 1j * rng.normal(size=(4, 7))
-
   # HEALPix: the gradient is that of the converged least-squares analysis (an
   # implicit adjoint solve, not autodiff through the iterations), so finite
   # differences agree only once the forward has converged: the float64
   # default (10 steps at nside 2) reaches ~1e-15, far below the 1e-6 tolerance.
-
-  def loss(field):
-    a = sht.forward(field, grid, lmax=3, spin=spin)
-    y = sht.inverse(a * w, grid, spin=spin)
-    return jnp.sum(jnp.abs(y) ** 2) + jnp.sum(jnp.abs(a) ** 2 * w.real)
-
-  jax_test_util.check_grads(loss, (x,), order=1, modes=['rev', 'fwd'], atol=1e-6, rtol=1e-6)
+  x, loss = _field_and_loss(grids.parse(grid), (), 3, spin, seed=7)
+  jax_test_util.check_grads(lambda f: loss(f)[0], (x,), order=1, modes=['rev', 'fwd'],
+                            atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize('grid,lmax', [('gaussian:48x24', 23), ('healpix:4', 8)])
@@ -229,19 +236,9 @@ def test_gradients_match_finite_differences(x64, grid, spin):
 def test_gradients_match_finite_differences_across_m_blocks(x64, grid, lmax, spin):
   """The tables are cut into m blocks (3 here, 1 at lmax 3): the backward pass
   must put each block's cotangent back in its place (it uses static splits)."""
-  grid = grids.parse(grid)
-  rng = np.random.default_rng(3)
-  x = rng.normal(size=grid.shape)
-  if spin:
-    x = x + 1j * rng.normal(size=grid.shape)
-  w = rng.normal(size=(lmax + 1, 2 * lmax + 1)) + 1j * rng.normal(size=(lmax + 1, 2 * lmax + 1))
-
-  def loss(field):
-    a = sht.forward(field, grid, lmax=lmax, spin=spin)
-    y = sht.inverse(a * w, grid, spin=spin)
-    return jnp.sum(jnp.abs(y) ** 2) + jnp.sum(jnp.abs(a) ** 2 * w.real)
-
-  jax_test_util.check_grads(loss, (x,), order=1, modes=['rev', 'fwd'], atol=1e-6, rtol=1e-6)
+  x, loss = _field_and_loss(grids.parse(grid), (), lmax, spin, seed=3)
+  jax_test_util.check_grads(lambda f: loss(f)[0], (x,), order=1, modes=['rev', 'fwd'],
+                            atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize('grid,spin', [('gaussian:16x8', 0), ('gaussian:16x8', 1),
@@ -252,18 +249,7 @@ def test_large_batches_in_steps_equal_one_step_with_gradients(x64, monkeypatch, 
   gradients must be those of one step, for the HEALPix solver's implicit
   gradient inside the loop too."""
   from sphere_plugin.sht import transforms as transforms_lib
-  grid = grids.parse(grid)
-  rng = np.random.default_rng(9)
-  x = rng.normal(size=(7,) + grid.shape)
-  if spin:
-    x = x + 1j * rng.normal(size=x.shape)
-  w = rng.normal(size=(4, 7)) + 1j * rng.normal(size=(4, 7))
-
-  def loss(field):
-    a = sht.forward(field, grid, lmax=3, spin=spin)
-    y = sht.inverse(a * w, grid, spin=spin)
-    return jnp.sum(jnp.abs(y) ** 2) + jnp.sum(jnp.abs(a) ** 2 * w.real), (a, y)
-
+  x, loss = _field_and_loss(grids.parse(grid), (7,), 3, spin, seed=9)
   (one, (a1, y1)), g1 = jax.value_and_grad(loss, has_aux=True)(x)
   field_bytes = x[0].size * x.dtype.itemsize
   monkeypatch.setattr(transforms_lib, '_CHUNK_BYTES', 2 * field_bytes)
