@@ -329,9 +329,8 @@ def _fields_per_step(num_fields, field_bytes):
   residual block's fwd+bwd ~10-15 %, within noisy runs). Smaller batches go
   in one step: splitting them only adds the loop's copies (the
   gaussian:128x64 block, 16 MiB per call, got slower in steps of 8 MiB).
-  The inverse transform is
-  not stepped: at L = 256 its spin-1 case got slower (214-221 -> 222-261 ms)
-  and spin 0 gained ~7 %.
+  The inverse transform is not stepped: at L = 256 its spin-1 case got
+  slower (214-221 -> 222-261 ms) and spin 0 gained ~7 %.
   """
   total = num_fields * field_bytes
   if total <= 2 * _CHUNK_BYTES:
