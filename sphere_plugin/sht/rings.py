@@ -212,16 +212,39 @@ def _healpix_synthesis(g, grid, ms, real):
   return jnp.concatenate(xs_north + [xs_belt] + xs_south, axis=1)
 
 
+def _ring_half_turns(rings):
+  """h_r = nphi_r phi0_r / pi, which is 0 or 1 on every HEALPix ring (int array)."""
+  half_turns = rings.nphi * rings.phi0 / np.pi
+  h = np.rint(half_turns).astype(np.int64)
+  if not (np.allclose(half_turns, h) and set(h.tolist()) <= {0, 1}):
+    raise AssertionError('HEALPix rings must have nphi * phi0 in {0, pi}')
+  return h
+
+
+def _alias_count(ms, nphi):
+  """k in m = k nphi + j with j in [-nphi/2, nphi/2): 0 unless m aliases."""
+  return np.floor_divide(ms + nphi // 2, nphi)
+
+
 @functools.lru_cache(maxsize=None)
 def _alias_tables(nside: int, ms: tuple[int, ...], real: bool):
-  """Index and phase tables of `healpix_round_trip`, flattened over (m, ring).
+  """Index and sign tables of `healpix_fold`, flattened over (m, ring).
 
-  Returns (bins, neg_bins, phase_in, phase_out): bins[m, r] = offset_r +
-  (m mod nphi_r), the FFT bin of order m on ring r (pixel offsets make the
-  bins of all rings one axis of npix entries); neg_bins the bin of -m (real
-  path only); phase_in = c_m e^{i m phi0_r} and phase_out = e^{-i m phi0_r}
-  as real (M * nrings, 2, 1) [cos, sin] pairs (c_m = 2 for m > 0 on the real
-  path, else 1). Index arrays are (M * nrings,).
+  Orders m and m' share the FFT bin j of a ring with nphi pixels when
+  m = k nphi + j and m' = k' nphi + j (j in [-nphi/2, nphi/2)). The
+  synthesis's phase e^{i m' phi0} and the analysis's e^{-i m phi0} then
+  combine to e^{i (k' - k) nphi phi0}, and every HEALPix ring has
+  nphi phi0 = h pi with h = 0 or 1 (belt rings phi0 = 0 or pi / (4 nside)
+  with 4 nside pixels, cap ring i pi / (4 i) with 4 i): the fold needs the
+  real signs (-1)^(k' h) and (-1)^(k h), not complex phases.
+
+  Returns (bins, neg_bins, sign_in, sign_out, sign_neg), each (M * nrings,):
+  bins[m, r] = offset_r + (m mod nphi_r), the FFT bin of order m on ring r
+  (pixel offsets make the bins of all rings one axis of npix entries);
+  neg_bins the bin of -m (real path only); sign_in = c_m (-1)^(k_m h_r) with
+  c_m = 2 for m > 0 on the real path, else 1; sign_out = (-1)^(k_m h_r);
+  sign_neg = (-1)^(k_-m h_r), under which the conjugate of -m's bin adds to
+  m's on the real path.
   """
   rings = grids_lib.HealpixGrid(nside).rings
   ms = np.asarray(ms)[:, None]
@@ -229,55 +252,70 @@ def _alias_tables(nside: int, ms: tuple[int, ...], real: bool):
   offset = (np.cumsum(rings.nphi) - rings.nphi)[None, :]
   bins = (offset + np.mod(ms, nphi)).astype(np.int32).ravel()
   neg = (offset + np.mod(-ms, nphi)).astype(np.int32).ravel()
-  c = np.where(ms == 0, 1.0, 2.0) if real else np.ones(ms.shape)
-  arg = (ms * rings.phi0[None, :]).ravel()
-  c = np.broadcast_to(c, (ms.shape[0], len(rings.nphi))).ravel()
-  as_pairs = lambda z: np.stack([z.real, z.imag], axis=1)[:, :, None]
-  return bins, neg, as_pairs(c * np.exp(1j * arg)), as_pairs(np.exp(-1j * arg))
+  h = _ring_half_turns(rings)[None, :]
+  sign = lambda m: ((-1.0) ** (_alias_count(m, nphi) * h)).ravel()
+  c = np.broadcast_to(np.where(ms == 0, 1.0, 2.0) if real else np.ones(ms.shape),
+                      (ms.shape[0], nphi.shape[1])).ravel()
+  return bins, neg, c * sign(ms), sign(ms), sign(-ms)
 
 
-def _cmul(v, w):
-  """Complex product of (N, 2, B) and (N, 2, 1) [real, imag] pairs."""
-  vr, vi = jnp.split(v, 2, axis=1)
-  wr, wi = w[:, :1], w[:, 1:]
-  return jnp.concatenate([vr * wr - vi * wi, vr * wi + vi * wr], axis=1)
-
-
-def healpix_round_trip(g, grid, ms, real):
+def healpix_fold(gs, grid, ms, real):
   """analysis(synthesis(g)) on a HEALPix grid, without going through pixels.
 
   A ring's FFT undoes its inverse FFT, so the round trip only folds the
   orders that share an FFT bin on a ring (m = m' mod nphi_r: the aliasing of
   the short polar-cap rings, and m = +-2 nside on the belt): F_m(r) =
-  e^{-i m phi0_r} bins_r[m mod nphi_r] with bins_r[k] = sum over m' = k mod
-  nphi_r of c_m' e^{i m' phi0_r} G_m'(r); on the real path the synthesis keeps
-  the real part, so F_m = (bins[m] + conj(bins[-m])) e^{-i m phi0} / 2. One
-  scatter-add and one gather of rows over (m, ring), in real arithmetic and
-  the layout of `analysis` (no complex conversions): a fraction of the two
-  transforms' cost. This is the CG normal operator's longitude part.
+  e^{-i m phi0_r} bins_r[m mod nphi_r] with bins_r[j] = sum over m' = j mod
+  nphi_r of c_m' e^{i m' phi0_r} G_m'(r), where the phases combine to real
+  signs (see `_alias_tables`); on the real path the synthesis keeps the real
+  part, so F_m = (bins[m] + conj(bins[-m])) e^{-i m phi0} / 2. One
+  scatter-add and one gather of rows over (m, ring), in real arithmetic: a
+  fraction of the two transforms' cost. This is the normal operator's
+  longitude part in the HEALPix analysis.
+
+  The data come as pieces of the order axis (the m blocks of the Legendre
+  products) in the layout (order, ring, [real; imag] x field), whose rows
+  (m, ring) are what the fold scatters and gathers: no layout change.
 
   Args:
-    g: real (M, 2B, nrings) in the layout of `analysis`.
+    gs: sequence of real (M_k, nrings, 2B): consecutive pieces of the order
+      axis, together the orders `ms`.
     grid: a HealpixGrid.
     ms: orders, shape (M,) (0..lmax when real, else -lmax..lmax).
     real: as in `synthesis` (a real field's c_m weights and real part).
 
   Returns:
-    real (M, 2B, nrings): analysis(synthesis(g, ...), ...) to rounding.
+    list of real (M_k, nrings, 2B), the pieces of analysis(synthesis(g)) to
+    rounding.
   """
-  bins, neg, phase_in, phase_out = _alias_tables(grid.nside, tuple(int(m) for m in ms),
-                                                 bool(real))
-  m, b2, nr = g.shape
-  dt = g.dtype
-  v = jnp.transpose(g, (0, 2, 1)).reshape(m * nr, 2, b2 // 2)  # rows (m, r): [re, im]
-  v = _cmul(v, jnp.asarray(phase_in, dt))
-  pix = jax.ops.segment_sum(v, bins, num_segments=grid.npix)  # (npix, 2, B)
-  f = pix[bins]
-  if real:
-    conj_neg = pix[neg] * jnp.asarray([[1.0], [-1.0]], dt)
-    f = 0.5 * (f + conj_neg)
-  f = _cmul(f, jnp.asarray(phase_out, dt))
-  return jnp.transpose(f.reshape(m, nr, b2), (0, 2, 1))
+  bins, neg, sign_in, sign_out, sign_neg = _alias_tables(
+      grid.nside, tuple(int(m) for m in ms), bool(real))
+  nr = 4 * grid.nside - 1
+  b = gs[0].shape[-1] // 2
+  dt = gs[0].dtype
+  col = lambda a, rows: jnp.asarray(a[rows, None, None], dt)
+  pieces, start = [], 0
+  for g in gs:
+    pieces.append((g, slice(start, start + g.shape[0] * nr)))
+    start += g.shape[0] * nr
+  # Rows (m, r): [re, im]. One scatter-add per piece into the same buffer
+  # (updated in place), not a concatenation of the pieces.
+  pix = jnp.zeros((grid.npix, 2, b), dt)
+  for g, rows in pieces:
+    pix = pix.at[bins[rows]].add(g.reshape(-1, 2, b) * col(sign_in, rows))
+  out = []
+  for g, rows in pieces:
+    f = pix[bins[rows]] * col(sign_out, rows)
+    if real:  # + the conjugate of -m's bin
+      f = 0.5 * (f + pix[neg[rows]] * col(sign_neg, rows) * jnp.asarray([[1.0], [-1.0]], dt))
+    out.append(f.reshape(g.shape))
+  return out
+
+
+def healpix_round_trip(g, grid, ms, real):
+  """`healpix_fold` in the layout of `analysis`: real (M, 2B, nrings) in and out."""
+  f, = healpix_fold([jnp.transpose(g, (0, 2, 1))], grid, ms, real)
+  return jnp.transpose(f, (0, 2, 1))
 
 
 def analysis(x, grid, ms, real, method=None):

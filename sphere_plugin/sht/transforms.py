@@ -237,7 +237,7 @@ def _complex_dtype(real_dtype):
   return jnp.complex128 if real_dtype == jnp.float64 else jnp.complex64
 
 
-def _precondition(y, tabs, lmax, spin, real):
+def _precondition_full(y, tabs, lmax, spin, real):
   """y real (M, 2B, lmax+1) -> P y, P the per-order inverse Gram matrices.
 
   In the mreal layout the order is the leading (batch) axis of the products,
@@ -253,62 +253,76 @@ def _precondition(y, tabs, lmax, spin, real):
 
 
 @functools.lru_cache(maxsize=None)
-def _mreal_weights(lmax, spin, real):
-  """(weights (M, 1, 1), mask (M, 2, 1, lmax+1)) of the mreal coefficient layout.
+def _solver_weights(lmax, spin, real):
+  """Per piece of the HEALPix solver's state: (weights, mask), float64 numpy.
 
-  The weights make the plain dot product of two mreal arrays Re <u, v> over
-  the whole (l, m) array: on the real path the layout holds m > 0 once for
-  both +-m (weight 2). The mask is 1 on the coefficients the analysis can
-  return: l >= max(|m|, |spin|), and not the imaginary part of m = 0 on the
-  real path (a real field's a_l0 are real).
+  The real path's state is one array (M, 2B, lmax+1) (m >= 0, the mreal
+  layout); the complex path's is one piece per m block (M_k, K_k, 2B), K_k
+  the block's degrees l >= k0 (`_block_layout`). The weights make the plain
+  dot product of two states Re <u, v> over the whole (l, m) array: on the
+  real path the layout holds m > 0 once for both +-m (weight 2). The mask is
+  1 on the coefficients the analysis can return: l >= max(|m|, |spin|), and
+  not the imaginary part of m = 0 on the real path (a real field's a_l0 are
+  real); its [real, imag] axis sits where the field axis splits in two.
   """
   ms = np.arange(lmax + 1) if real else np.arange(-lmax, lmax + 1)
   ell = np.arange(lmax + 1)
   valid = (ell[None, :] >= np.abs(ms)[:, None]) & (ell[None, :] >= abs(spin))
-  mask = np.repeat(valid[:, None, None, :], 2, axis=1).astype(np.float64)
   if real:
+    mask = np.repeat(valid[:, None, None, :], 2, axis=1).astype(np.float64)
     mask[0, 1] = 0
-  weights = np.where(real & (ms > 0), 2.0, 1.0)[:, None, None]
-  return weights, mask
+    return ((np.where(ms > 0, 2.0, 1.0)[:, None, None], mask),)
+  return tuple((np.ones((i1 - i0, 1, 1)),
+                np.repeat(valid[i0:i1, k0:, None, None], 2, axis=2).astype(np.float64))
+               for i0, i1, k0 in _block_layout(lmax, spin, False)[0])
 
 
-def _field_dot(weights):
-  """Re <u, v> per field of two mreal arrays (M, 2B, K), as (1, 2B, 1)."""
+def _field_dot(weights, field_axis):
+  """Re <u, v> per field of two solver states (tuples of pieces), broadcastable.
 
-  def dot(u, v):
-    s = jnp.sum(weights * u * v, axis=(0, 2))  # (2B,)
+  The pieces' field axis `field_axis` holds [real; imag] x field; the result
+  has size 2B there (the field's value twice) and size 1 elsewhere.
+  """
+
+  def dot(us, vs):
+    s = sum(jnp.sum(w * u * v, axis=tuple(i for i in range(u.ndim) if i != field_axis))
+            for w, u, v in zip(weights, us, vs))  # (2B,)
     re, im = jnp.split(s, 2)
     d = re + im
-    return jnp.concatenate([d, d])[None, :, None]
+    shape = [1] * us[0].ndim
+    shape[field_axis] = -1
+    return jnp.concatenate([d, d]).reshape(shape)
   return dot
 
 
 def _pcg(normal, precond, dot, b, n_iter):
   """n_iter steps of preconditioned conjugate gradients for normal(a) = b from a = 0.
 
-  Per field (the step sizes are per field; `dot` returns them broadcastable).
-  `normal` must be self-adjoint and positive definite under `dot` on the
-  subspace b lies in, and `precond` self-adjoint positive definite and
-  mapping that subspace to itself. A `fori_loop`, not unrolled: XLA then
-  reuses the loop's buffers, so memory does not grow with n_iter.
+  States are tuples of arrays (pieces). Per field (the step sizes are per
+  field; `dot` returns them broadcastable). `normal` must be self-adjoint and
+  positive definite under `dot` on the subspace b lies in, and `precond`
+  self-adjoint positive definite and mapping that subspace to itself. A
+  `fori_loop`, not unrolled: XLA then reuses the loop's buffers, so memory
+  does not grow with n_iter.
   """
-  tiny = jnp.finfo(b.dtype).tiny
+  tiny = jnp.finfo(b[0].dtype).tiny
+  axpy = lambda c, x, y: tuple(xi * c + yi for xi, yi in zip(x, y))
 
   def step(state):
     a, r, p, rz = state
     q = normal(p)
     alpha = rz / jnp.maximum(dot(p, q), tiny)
-    return a + alpha * p, r - alpha * q
+    return axpy(alpha, p, a), axpy(-alpha, q, r)
 
   def body(_, state):
     a, r, p, rz = state
     a, r = step(state)
     z = precond(r)
     rz_new = dot(r, z)
-    return a, r, z + (rz_new / jnp.maximum(rz, tiny)) * p, rz_new
+    return a, r, axpy(rz_new / jnp.maximum(rz, tiny), p, z), rz_new
 
   z = precond(b)
-  state = (jnp.zeros_like(b), b, z, dot(b, z))
+  state = (tuple(jnp.zeros_like(x) for x in b), b, z, dot(b, z))
   state = jax.lax.fori_loop(0, n_iter - 1, body, state)
   return step(state)[0]  # the last step needs no new direction
 
@@ -366,16 +380,14 @@ def _forward_body(x, tabs, *, grid, lmax, spin, real, method, n_iter):
   ms = np.arange(lmax + 1) if real else np.arange(-lmax, lmax + 1)
   nrings = len(grid.rings.theta)
   f = rings_lib.analysis(x, grid, ms, real, method)
-  b = _legendre_forward_mreal(f, tabs, real, lmax, nrings, spin)  # (M, 2B, K)
   if n_iter == 0:
-    return _mreal_to_coeffs(b, real)
+    return _mreal_to_coeffs(_legendre_forward_mreal(f, tabs, real, lmax, nrings, spin), real)
   # HEALPix: the least-squares analysis a = N^{-1} b with N = Q A the normal
   # operator (A the synthesis, Q the quadrature analysis, b = Q x), by
   # preconditioned CG from zero (n_iter steps cost n_iter synthesis/analysis
-  # pairs), all in the mreal layout (m, [re; im] x field, l) of the Legendre
-  # products, converted to (field, l, m) once at the end. N is self-adjoint
-  # under the weighted dot product of `_mreal_weights` (Re <u, v> over the
-  # whole (l, m) array): Q = (4 pi / npix) A^*.
+  # pairs). N is self-adjoint under the weighted dot product of
+  # `_solver_weights` (Re <u, v> over the whole (l, m) array):
+  # Q = (4 pi / npix) A^*.
   #
   # The converged analysis is linear in x, and its gradient is one adjoint
   # solve: custom_linear_solve differentiates a = N^{-1} b implicitly instead
@@ -383,33 +395,86 @@ def _forward_body(x, tabs, *, grid, lmax, spin, real, method, n_iter):
   # real arrays JAX's transpose is the adjoint under the plain dot product;
   # with W the weights, W N is symmetric, so (N^{-1})^T = W N^{-1} W^{-1}, and
   # the cotangent is first projected onto the subspace where N is invertible.
-  weights, mask = _mreal_weights(lmax, spin, real)
-  weights = jnp.asarray(weights, b.dtype)
-  mask = jnp.asarray(mask, b.dtype)
-  dot = _field_dot(weights)
+  if real:
+    b, normal, precond, field_axis = _real_solver(f, tabs, grid, lmax, spin, ms)
+  else:
+    b, normal, precond, field_axis = _complex_solver(f, tabs, grid, lmax, spin, ms)
+  weights, masks = zip(*((jnp.asarray(w, f.dtype), jnp.asarray(m, f.dtype))
+                         for w, m in _solver_weights(lmax, spin, real)))
+  dot = _field_dot(weights, field_axis)
 
-  def project(y):
-    m, b2, k = y.shape
-    return (y.reshape(m, 2, b2 // 2, k) * mask).reshape(y.shape)
-
-  def normal(p):
-    # synthesis then analysis, with the rings' FFT pairs cancelled (see
-    # rings.healpix_round_trip).
-    g = _legendre_inverse_mreal(p, tabs, real, lmax, nrings, spin)
-    return _legendre_forward_mreal(rings_lib.healpix_round_trip(g, grid, ms, real), tabs,
-                                   real, lmax, nrings, spin)
-
-  def precond(r):
-    return _precondition(r, tabs, lmax, spin, real)
+  def project(ys):
+    out = []
+    for y, mask in zip(ys, masks):
+      n = y.shape[field_axis]
+      split = y.shape[:field_axis] + (2, n // 2) + y.shape[field_axis + 1:]
+      out.append((y.reshape(split) * mask).reshape(y.shape))
+    return tuple(out)
 
   def solve(matvec, rhs):
     return _pcg(matvec, precond, dot, rhs, n_iter)
 
   def transpose_solve(unused_vecmat, ct):
-    return weights * _pcg(normal, precond, dot, project(ct / weights), n_iter)
+    scaled = project(tuple(c / w for c, w in zip(ct, weights)))
+    return tuple(w * y for w, y in zip(weights, _pcg(normal, precond, dot, scaled, n_iter)))
 
   a = jax.lax.custom_linear_solve(normal, b, solve, transpose_solve=transpose_solve)
-  return _mreal_to_coeffs(a, real)
+  if real:
+    return _mreal_to_coeffs(a[0], real)
+  # Pieces (M_k, K_k, 2B) -> (M, lmax+1, 2B) -> complex (B, lmax+1, M).
+  full = jnp.concatenate([jnp.pad(y, ((0, 0), (lmax + 1 - y.shape[1], 0), (0, 0)))
+                          for y in a], axis=0)
+  re, im = jnp.split(full, 2, axis=2)
+  return jnp.transpose(jax.lax.complex(re, im), (2, 1, 0))
+
+
+def _real_solver(f, tabs, grid, lmax, spin, ms):
+  """The real path's solver: state one piece, real (M, 2B, lmax+1), m >= 0.
+
+  Returns (b, normal, precond, field_axis) for `_pcg`.
+  """
+  nrings = len(grid.rings.theta)
+
+  def normal(p):
+    # synthesis then analysis, with the rings' FFT pairs cancelled (see
+    # rings.healpix_fold).
+    g = _legendre_inverse_mreal(p[0], tabs, True, lmax, nrings, spin)
+    return (_legendre_forward_mreal(rings_lib.healpix_round_trip(g, grid, ms, True), tabs,
+                                    True, lmax, nrings, spin),)
+
+  def precond(r):
+    return (_precondition_full(r[0], tabs, lmax, spin, True),)
+
+  return (_legendre_forward_mreal(f, tabs, True, lmax, nrings, spin),), normal, precond, 1
+
+
+def _complex_solver(f, tabs, grid, lmax, spin, ms):
+  """The complex path's solver: state one piece per m block, real (M_k, K_k, 2B).
+
+  The pieces keep each m block's own degrees (l >= k0) and put the fields
+  last, so every product of an iteration is a plain batched matmul of a
+  table with a piece, and the synthesis writes the rows (m, ring) that the
+  ring fold scatters: no splits, pads, concatenations or transposes inside
+  the loop (the profile of the healpix:32 residual block had them at ~40 %
+  of the solver's time in the (m, field, degree) layout of `_real_solver`).
+
+  Returns (b, normal, precond, field_axis) for `_pcg`.
+  """
+  layout = _block_layout(lmax, spin, False)[0]
+  synth, analysis = tabs['synth'][0], tabs['analysis'][0]
+  b = tuple(_mm('mbr,mrk->mkb', xi, t)
+            for xi, t in zip(_split_blocks(f, layout, 0), analysis))
+
+  def normal(p):
+    g = [_mm('mrk,mkb->mrb', t, y) for y, t in zip(p, synth)]
+    return tuple(_mm('mrb,mrk->mkb', fi, t)
+                 for fi, t in zip(rings_lib.healpix_fold(g, grid, ms, False), analysis))
+
+  def precond(r):
+    # The per-order inverse Gram matrices are symmetric.
+    return tuple(_mm('mkl,mlb->mkb', t, y) for y, t in zip(r, tabs['precond']))
+
+  return b, normal, precond, 2
 
 
 def _inverse_body(a, tabs, grid, lmax, spin, real, method):
