@@ -288,6 +288,9 @@ def healpix_fold(gs, grid, ms, real):
     list of real (M_k, nrings, 2B), the pieces of analysis(synthesis(g)) to
     rounding.
   """
+  lmax = int(np.max(np.abs(ms)))
+  if not real and 1 < grid.nside and lmax <= 2 * grid.nside:
+    return _fold_caps(gs, grid, tuple(int(m) for m in ms))
   bins, neg, sign_in, sign_out, sign_neg = _alias_tables(
       grid.nside, tuple(int(m) for m in ms), bool(real))
   nr = 4 * grid.nside - 1
@@ -309,6 +312,56 @@ def healpix_fold(gs, grid, ms, real):
     if real:  # + the conjugate of -m's bin
       f = 0.5 * (f + pix[neg[rows]] * col(sign_neg, rows) * jnp.asarray([[1.0], [-1.0]], dt))
     out.append(f.reshape(g.shape))
+  return out
+
+
+def _fold_caps(gs, grid, ms):
+  """`healpix_fold` of complex data with |m| <= 2 nside: only the caps fold.
+
+  On the belt's rings (4 nside pixels) the orders |m| < 2 nside have a bin
+  each, so their rows pass through; only the polar caps' rows are scattered
+  into a buffer of the caps' pixels and gathered back (about half the rows
+  and a third of the pixels of the full fold), and m = -2 nside and 2 nside,
+  which share a bin on every belt ring, are summed directly (signs
+  (-1)^h_r, see `_alias_tables`).
+  """
+  ns, nr, npix = grid.nside, 4 * grid.nside - 1, grid.npix
+  bins, _, sign_in, sign_out, _ = _alias_tables(ns, ms, False)
+  shape = (len(ms), nr)
+  bins, sign_in, sign_out = (a.reshape(shape) for a in (bins, sign_in, sign_out))
+  cap = 2 * ns * (ns - 1)  # pixels of one cap
+  north, belt, south = slice(0, ns - 1), slice(ns - 1, 3 * ns), slice(3 * ns, nr)
+  # Cap pixels as one axis: the north cap's, then the south cap's.
+  cap_bins = np.where(bins >= npix - cap, bins - (npix - 2 * cap), bins).astype(np.int32)
+  b = gs[0].shape[-1] // 2
+  dt = gs[0].dtype
+  col = lambda a: jnp.asarray(a.reshape(-1, 1, 1), dt)
+  pieces, start = [], 0
+  for g in gs:
+    pieces.append((g, slice(start, start + g.shape[0])))
+    start += g.shape[0]
+  buf = jnp.zeros((2 * cap, 2, b), dt)
+  for g, m in pieces:
+    for rings in (north, south):
+      buf = buf.at[cap_bins[m, rings].ravel()].add(
+          g[:, rings].reshape(-1, 2, b) * col(sign_in[m, rings]))
+  nyquist = max(ms) == 2 * ns
+  if nyquist:  # orders -2 nside (first row) and 2 nside (last row) on the belt
+    lo, hi = pieces[0][0][0, belt], pieces[-1][0][-1, belt]  # (belt rings, 2B)
+    s = jnp.asarray(sign_out[-1, belt, None], dt)  # 1 at order -2 nside
+    lo, hi = lo + s * hi, s * lo + hi
+  out = []
+  for k, (g, m) in enumerate(pieces):
+    caps = [(buf[cap_bins[m, rings].ravel()] * col(sign_out[m, rings])).reshape(
+        g[:, rings].shape) for rings in (north, south)]
+    mid = g[:, belt]
+    if nyquist:
+      row = np.arange(g.shape[0])[:, None, None]
+      if k == 0:
+        mid = jnp.where(row == 0, lo[None], mid)
+      if k == len(pieces) - 1:
+        mid = jnp.where(row == g.shape[0] - 1, hi[None], mid)
+    out.append(jnp.concatenate([caps[0], mid, caps[1]], axis=1))
   return out
 
 
