@@ -291,28 +291,39 @@ def healpix_fold(gs, grid, ms, real):
   lmax = int(np.max(np.abs(ms)))
   if not real and 1 < grid.nside and lmax <= 2 * grid.nside:
     return _fold_caps(gs, grid, tuple(int(m) for m in ms))
-  bins, neg, sign_in, sign_out, sign_neg = _alias_tables(
-      grid.nside, tuple(int(m) for m in ms), bool(real))
-  nr = 4 * grid.nside - 1
+  bins, neg, sign_in, sign_out, sign_neg = (
+      a.reshape(len(ms), -1)
+      for a in _alias_tables(grid.nside, tuple(int(m) for m in ms), bool(real)))
   b = gs[0].shape[-1] // 2
   dt = gs[0].dtype
-  col = lambda a, rows: jnp.asarray(a[rows, None, None], dt)
-  pieces, start = [], 0
-  for g in gs:
-    pieces.append((g, slice(start, start + g.shape[0] * nr)))
-    start += g.shape[0] * nr
+  pieces = _order_slices(gs)
   # Rows (m, r): [re, im]. One scatter-add per piece into the same buffer
   # (updated in place), not a concatenation of the pieces.
   pix = jnp.zeros((grid.npix, 2, b), dt)
-  for g, rows in pieces:
-    pix = pix.at[bins[rows]].add(g.reshape(-1, 2, b) * col(sign_in, rows))
+  for g, m in pieces:
+    pix = pix.at[bins[m].ravel()].add(g.reshape(-1, 2, b) * _column(sign_in[m], dt))
   out = []
-  for g, rows in pieces:
-    f = pix[bins[rows]] * col(sign_out, rows)
+  for g, m in pieces:
+    f = pix[bins[m].ravel()] * _column(sign_out[m], dt)
     if real:  # + the conjugate of -m's bin
-      f = 0.5 * (f + pix[neg[rows]] * col(sign_neg, rows) * jnp.asarray([[1.0], [-1.0]], dt))
+      f = 0.5 * (f + pix[neg[m].ravel()] * _column(sign_neg[m], dt)
+                 * jnp.asarray([[1.0], [-1.0]], dt))
     out.append(f.reshape(g.shape))
   return out
+
+
+def _order_slices(gs):
+  """[(piece, slice of the order axis it holds)] for consecutive pieces."""
+  out, start = [], 0
+  for g in gs:
+    out.append((g, slice(start, start + g.shape[0])))
+    start += g.shape[0]
+  return out
+
+
+def _column(a, dt):
+  """A per-row table (any shape) as a (rows, 1, 1) device column of dtype dt."""
+  return jnp.asarray(np.reshape(a, (-1, 1, 1)), dt)
 
 
 def _fold_caps(gs, grid, ms):
@@ -326,25 +337,19 @@ def _fold_caps(gs, grid, ms):
   (-1)^h_r, see `_alias_tables`).
   """
   ns, nr, npix = grid.nside, 4 * grid.nside - 1, grid.npix
-  bins, _, sign_in, sign_out, _ = _alias_tables(ns, ms, False)
-  shape = (len(ms), nr)
-  bins, sign_in, sign_out = (a.reshape(shape) for a in (bins, sign_in, sign_out))
+  bins, _, sign_in, sign_out, _ = (a.reshape(len(ms), nr) for a in _alias_tables(ns, ms, False))
   cap = 2 * ns * (ns - 1)  # pixels of one cap
   north, belt, south = slice(0, ns - 1), slice(ns - 1, 3 * ns), slice(3 * ns, nr)
   # Cap pixels as one axis: the north cap's, then the south cap's.
   cap_bins = np.where(bins >= npix - cap, bins - (npix - 2 * cap), bins).astype(np.int32)
   b = gs[0].shape[-1] // 2
   dt = gs[0].dtype
-  col = lambda a: jnp.asarray(a.reshape(-1, 1, 1), dt)
-  pieces, start = [], 0
-  for g in gs:
-    pieces.append((g, slice(start, start + g.shape[0])))
-    start += g.shape[0]
+  pieces = _order_slices(gs)
   buf = jnp.zeros((2 * cap, 2, b), dt)
   for g, m in pieces:
     for rings in (north, south):
       buf = buf.at[cap_bins[m, rings].ravel()].add(
-          g[:, rings].reshape(-1, 2, b) * col(sign_in[m, rings]))
+          g[:, rings].reshape(-1, 2, b) * _column(sign_in[m, rings], dt))
   nyquist = max(ms) == 2 * ns
   if nyquist:  # orders -2 nside (first row) and 2 nside (last row) on the belt
     lo, hi = pieces[0][0][0, belt], pieces[-1][0][-1, belt]  # (belt rings, 2B)
@@ -352,7 +357,7 @@ def _fold_caps(gs, grid, ms):
     lo, hi = lo + s * hi, s * lo + hi
   out = []
   for k, (g, m) in enumerate(pieces):
-    caps = [(buf[cap_bins[m, rings].ravel()] * col(sign_out[m, rings])).reshape(
+    caps = [(buf[cap_bins[m, rings].ravel()] * _column(sign_out[m, rings], dt)).reshape(
         g[:, rings].shape) for rings in (north, south)]
     mid = g[:, belt]
     if nyquist:
