@@ -259,7 +259,7 @@ def _alias_tables(nside: int, ms: tuple[int, ...], real: bool):
   return bins, neg, c * sign(ms), sign(ms), sign(-ms)
 
 
-def healpix_fold(gs, grid, ms, real):
+def healpix_fold(g, grid, ms, real):
   """analysis(synthesis(g)) on a HEALPix grid, without going through pixels.
 
   A ring's FFT undoes its inverse FFT, so the round trip only folds the
@@ -271,54 +271,28 @@ def healpix_fold(gs, grid, ms, real):
   part, so F_m = (bins[m] + conj(bins[-m])) e^{-i m phi0} / 2. One
   scatter-add and one gather of rows over (m, ring), in real arithmetic: a
   fraction of the two transforms' cost. This is the normal operator's
-  longitude part in the HEALPix analysis.
-
-  The data come as pieces of the order axis (the m blocks of the Legendre
-  products) in the layout (order, ring, [real; imag] x field), whose rows
-  (m, ring) are what the fold scatters and gathers: no layout change.
+  longitude part in the real path of the HEALPix analysis (the complex path
+  uses `healpix_alias`, its aliasing part on the alias rows only).
 
   Args:
-    gs: sequence of real (M_k, nrings, 2B): consecutive pieces of the order
-      axis, together the orders `ms`.
+    g: real (M, nrings, 2B), rows (order, ring), fields [real; imag] last.
     grid: a HealpixGrid.
     ms: orders, shape (M,) (0..lmax when real, else -lmax..lmax).
     real: as in `synthesis` (a real field's c_m weights and real part).
 
   Returns:
-    list of real (M_k, nrings, 2B), the pieces of analysis(synthesis(g)) to
-    rounding.
+    real (M, nrings, 2B): analysis(synthesis(g)) to rounding.
   """
-  lmax = int(np.max(np.abs(ms)))
-  if not real and 1 < grid.nside and lmax <= 2 * grid.nside:
-    return _fold_caps(gs, grid, tuple(int(m) for m in ms))
-  bins, neg, sign_in, sign_out, sign_neg = (
-      a.reshape(len(ms), -1)
-      for a in _alias_tables(grid.nside, tuple(int(m) for m in ms), bool(real)))
-  b = gs[0].shape[-1] // 2
-  dt = gs[0].dtype
-  pieces = _order_slices(gs)
-  # Rows (m, r): [re, im]. One scatter-add per piece into the same buffer
-  # (updated in place), not a concatenation of the pieces.
-  pix = jnp.zeros((grid.npix, 2, b), dt)
-  for g, m in pieces:
-    pix = pix.at[bins[m].ravel()].add(g.reshape(-1, 2, b) * _column(sign_in[m], dt))
-  out = []
-  for g, m in pieces:
-    f = pix[bins[m].ravel()] * _column(sign_out[m], dt)
-    if real:  # + the conjugate of -m's bin
-      f = 0.5 * (f + pix[neg[m].ravel()] * _column(sign_neg[m], dt)
-                 * jnp.asarray([[1.0], [-1.0]], dt))
-    out.append(f.reshape(g.shape))
-  return out
-
-
-def _order_slices(gs):
-  """[(piece, slice of the order axis it holds)] for consecutive pieces."""
-  out, start = [], 0
-  for g in gs:
-    out.append((g, slice(start, start + g.shape[0])))
-    start += g.shape[0]
-  return out
+  bins, neg, sign_in, sign_out, sign_neg = _alias_tables(
+      grid.nside, tuple(int(m) for m in ms), bool(real))
+  b = g.shape[-1] // 2
+  dt = g.dtype
+  pix = jnp.zeros((grid.npix, 2, b), dt).at[bins].add(
+      g.reshape(-1, 2, b) * _column(sign_in, dt))
+  f = pix[bins] * _column(sign_out, dt)
+  if real:  # + the conjugate of -m's bin
+    f = 0.5 * (f + pix[neg] * _column(sign_neg, dt) * jnp.asarray([[1.0], [-1.0]], dt))
+  return f.reshape(g.shape)
 
 
 def _column(a, dt):
@@ -326,54 +300,87 @@ def _column(a, dt):
   return jnp.asarray(np.reshape(a, (-1, 1, 1)), dt)
 
 
-def _fold_caps(gs, grid, ms):
-  """`healpix_fold` of complex data with |m| <= 2 nside: only the caps fold.
+def alias_rings(grid, lmax, orders):
+  """The rings on which some of `orders` shares an FFT bin with another order.
 
-  On the belt's rings (4 nside pixels) the orders |m| < 2 nside have a bin
-  each, so their rows pass through; only the polar caps' rows are scattered
-  into a buffer of the caps' pixels and gathered back (about half the rows
-  and a third of the pixels of the full fold), and m = -2 nside and 2 nside,
-  which share a bin on every belt ring, are summed directly (signs
-  (-1)^h_r, see `_alias_tables`).
+  Order m shares a ring's bin with m - sign(m) nphi (the nearest other order
+  of the same bin), which is within [-lmax, lmax] iff nphi <= lmax + |m|. On
+  the other rings the round trip of `healpix_fold` passes every order of
+  `orders` through unchanged.
+
+  Args:
+    grid: a HealpixGrid.
+    lmax: the largest |m| of the data.
+    orders: array of orders.
+
+  Returns:
+    int array (R_k,): ring indices (north to south) where some order in
+    `orders` aliases.
   """
-  ns, nr, npix = grid.nside, 4 * grid.nside - 1, grid.npix
-  bins, _, sign_in, sign_out, _ = (a.reshape(len(ms), nr) for a in _alias_tables(ns, ms, False))
-  cap = 2 * ns * (ns - 1)  # pixels of one cap
-  north, belt, south = slice(0, ns - 1), slice(ns - 1, 3 * ns), slice(3 * ns, nr)
-  # Cap pixels as one axis: the north cap's, then the south cap's.
-  cap_bins = np.where(bins >= npix - cap, bins - (npix - 2 * cap), bins).astype(np.int32)
+  top = int(lmax) + int(np.max(np.abs(orders)))
+  return np.flatnonzero(grid.rings.nphi <= top)
+
+
+@functools.lru_cache(maxsize=None)
+def _alias_plan(nside: int, ms: tuple[int, ...], sizes: tuple[int, ...]):
+  """Per piece of the order axis: (bins, sign_in, sign_out) over its alias rows.
+
+  A piece's rows are (its orders) x (its `alias_rings`); bins index a buffer
+  that holds only the FFT bins these rows reach. Returns (plan, nbins).
+  """
+  grid = grids_lib.HealpixGrid(nside)
+  nr = len(grid.rings.nphi)
+  lmax = max(abs(m) for m in ms)
+  bins, _, sign_in, sign_out, _ = (a.reshape(len(ms), nr)
+                                   for a in _alias_tables(nside, ms, False))
+  rows, start = [], 0
+  for n in sizes:
+    m = slice(start, start + n)
+    r = alias_rings(grid, lmax, np.asarray(ms[m]))
+    rows.append((bins[m][:, r].ravel(), sign_in[m][:, r].ravel(), sign_out[m][:, r].ravel()))
+    start += n
+  used = np.unique(np.concatenate([r[0] for r in rows]))
+  plan = tuple((np.searchsorted(used, b).astype(np.int32), s_in, s_out)
+               for b, s_in, s_out in rows)
+  return plan, len(used)
+
+
+def healpix_alias(gs, grid, ms):
+  """The aliasing part of `healpix_fold` for complex data: fold(g) - g on alias rows.
+
+  analysis(synthesis(g)) - g, which is zero except on the rows (m, ring)
+  where m shares its ring's FFT bin with another order (`alias_rings`):
+  the short polar-cap rings, and for |m| near 2 nside the belt. The data
+  come as pieces of the order axis, each on its own alias rings only (for
+  lmax = 2 nside, ~40 % of the rings for the lowest orders), so no work is
+  spent on rows that pass through. One scatter-add into a buffer of the
+  bins the rows reach and one gather, with the signs of `_alias_tables`.
+
+  Args:
+    gs: sequence of real (M_k, R_k, 2B): consecutive pieces of the order
+      axis (together the orders `ms`), on the rings `alias_rings(grid, lmax,
+      orders of the piece)`, fields [real; imag] last.
+    grid: a HealpixGrid.
+    ms: orders -lmax..lmax, shape (M,).
+
+  Returns:
+    list of real (M_k, R_k, 2B): the pieces of analysis(synthesis(g)) - g.
+  """
+  ms = tuple(int(m) for m in ms)
+  plan, nbins = _alias_plan(grid.nside, ms, tuple(g.shape[0] for g in gs))
   b = gs[0].shape[-1] // 2
   dt = gs[0].dtype
-  pieces = _order_slices(gs)
-  buf = jnp.zeros((2 * cap, 2, b), dt)
-  for g, m in pieces:
-    for rings in (north, south):
-      buf = buf.at[cap_bins[m, rings].ravel()].add(
-          g[:, rings].reshape(-1, 2, b) * _column(sign_in[m, rings], dt))
-  nyquist = max(ms) == 2 * ns
-  if nyquist:  # orders -2 nside (first row) and 2 nside (last row) on the belt
-    lo, hi = pieces[0][0][0, belt], pieces[-1][0][-1, belt]  # (belt rings, 2B)
-    s = jnp.asarray(sign_out[-1, belt, None], dt)  # 1 at order -2 nside
-    lo, hi = lo + s * hi, s * lo + hi
-  out = []
-  for k, (g, m) in enumerate(pieces):
-    caps = [(buf[cap_bins[m, rings].ravel()] * _column(sign_out[m, rings], dt)).reshape(
-        g[:, rings].shape) for rings in (north, south)]
-    mid = g[:, belt]
-    if nyquist:
-      row = np.arange(g.shape[0])[:, None, None]
-      if k == 0:
-        mid = jnp.where(row == 0, lo[None], mid)
-      if k == len(pieces) - 1:
-        mid = jnp.where(row == g.shape[0] - 1, hi[None], mid)
-    out.append(jnp.concatenate([caps[0], mid, caps[1]], axis=1))
-  return out
+  buf = jnp.zeros((nbins, 2, b), dt)
+  for g, (bins, sign_in, _) in zip(gs, plan):
+    if bins.size:
+      buf = buf.at[bins].add(g.reshape(-1, 2, b) * _column(sign_in, dt))
+  return [(buf[bins] * _column(sign_out, dt)).reshape(g.shape) - g if bins.size else g
+          for g, (bins, _, sign_out) in zip(gs, plan)]
 
 
 def healpix_round_trip(g, grid, ms, real):
   """`healpix_fold` in the layout of `analysis`: real (M, 2B, nrings) in and out."""
-  f, = healpix_fold([jnp.transpose(g, (0, 2, 1))], grid, ms, real)
-  return jnp.transpose(f, (0, 2, 1))
+  return jnp.transpose(healpix_fold(jnp.transpose(g, (0, 2, 1)), grid, ms, real), (0, 2, 1))
 
 
 def analysis(x, grid, ms, real, method=None):

@@ -20,10 +20,11 @@ Two layouts exist:
 * 'complex' (any spin, complex fields): m = -lmax..lmax, all rings, all degrees:
   (2 lmax + 1, nrings, lmax + 1).
 
-HEALPix analysis also needs a preconditioner for its conjugate-gradient
-refinement (`healpix_preconditioner`): per order m the inverse Gram matrix
-(S_m^T W S_m)^{-1} of the ring synthesis with the ring weights, (2 lmax + 1,
-lmax + 1, lmax + 1) in the complex m layout for either path.
+HEALPix analysis also needs, for its conjugate-gradient refinement
+(`healpix_preconditioner`), per order m the inverse Gram matrix
+(S_m^T W S_m)^{-1} of the ring synthesis with the ring weights (the real
+path's preconditioner) or its inverse square root (the complex path's change
+of variables), (2 lmax + 1, lmax + 1, lmax + 1) in the complex m layout.
 
 Tables are never flax parameters and never go into checkpoints.
 """
@@ -207,8 +208,26 @@ def _build(grid: grids_lib.Grid, lmax: int, spin: int, real: bool) -> Tables:
   return Tables(real=real, synth=synth, analysis=analysis)
 
 
+def _refine_inverse_sqrt(gram, y, steps=2):
+  """Newton-Schulz steps y <- y (3 - G y^2) / 2 towards G^{-1/2}, in long double.
+
+  The whitened solver takes y G y = I as exact, so the error of y sets the
+  float64 floor of the HEALPix analysis: from eigh alone it is ~2e-15
+  (relative round trip, nside 16-64), after two steps in extended
+  precision ~6-8e-16, that of the inverse-Gram preconditioner.
+  """
+  g = gram.astype(np.longdouble)
+  y = y.astype(np.longdouble)
+  eye = np.eye(len(y), dtype=np.longdouble)
+  for _ in range(steps):
+    y = 0.5 * y @ (3 * eye - g @ y @ y)
+    y = 0.5 * (y + y.T)
+  return y.astype(np.float64)
+
+
 @functools.lru_cache(maxsize=64)
-def _build_preconditioner(grid: grids_lib.HealpixGrid, lmax: int, spin: int) -> np.ndarray:
+def _build_preconditioner(grid: grids_lib.HealpixGrid, lmax: int, spin: int,
+                          power: float) -> np.ndarray:
   ms = np.arange(-lmax, lmax + 1)
   synth = synthesis_matrix(grid, lmax, spin, ms)  # (M, R, L)
   weight = grid.rings.weight
@@ -219,39 +238,47 @@ def _build_preconditioner(grid: grids_lib.HealpixGrid, lmax: int, spin: int) -> 
       continue
     s = synth[i, :, l0:]
     # SPD and close to the identity (HEALPix quadrature errs by a few %):
-    # the inverse is well conditioned; symmetrise away rounding.
-    inv = np.linalg.inv((s.T * weight) @ s)
-    out[i, l0:, l0:] = 0.5 * (inv + inv.T)
+    # well conditioned; symmetrise away rounding.
+    gram = (s.T * weight) @ s
+    w, v = np.linalg.eigh(0.5 * (gram + gram.T))
+    y = (v * w ** power) @ v.T
+    if power == -0.5:
+      y = _refine_inverse_sqrt(gram, y)
+    out[i, l0:, l0:] = y
   return out
 
 
-def healpix_preconditioner(grid: grids_lib.HealpixGrid, lmax: int, spin: int) -> np.ndarray:
-  """Per-order inverse Gram matrices of the HEALPix ring synthesis (float64, cached).
+def healpix_preconditioner(grid: grids_lib.HealpixGrid, lmax: int, spin: int,
+                           power: float = -1.0) -> np.ndarray:
+  """Per-order powers of the Gram matrices of the HEALPix ring synthesis (float64, cached).
 
   The normal operator of HEALPix analysis, N = Q A (A the synthesis, Q the
   equal-weight quadrature analysis), is block diagonal in m apart from the
   aliasing of orders on short polar rings. Its block for order m without
   aliasing is G_m = S_m^T W S_m, with S_m (rings, degrees) the synthesis
-  matrix and W the ring weights (nphi * 4 pi / npix). Returning G_m^{-1}
-  gives a preconditioner that removes the latitude quadrature error exactly,
-  leaving only the aliasing for the iterations: the spectrum of P N is about
-  twice as tight as that of N (eigenvalues 1 +- 0.06 instead of 0.85..1.06 at
-  nside 8, lmax 16).
+  matrix and W the ring weights (nphi * 4 pi / npix). G_m^{-1} (power -1,
+  the default) is a preconditioner that removes the latitude quadrature
+  error exactly, leaving only the aliasing for the iterations: the spectrum
+  of P N is about twice as tight as that of N (eigenvalues 1 +- 0.06
+  instead of 0.85..1.06 at nside 8, lmax 16). Its symmetric square root
+  G_m^{-1/2} (power -0.5) whitens the degrees instead: in the coefficients
+  u = G^{1/2} a the normal operator becomes the identity plus the aliasing
+  alone (the complex path of the solver, `transforms._complex_solver`).
 
-  G_m is real symmetric, so P acts alike on real and imaginary parts and is
-  self-adjoint; for spin 0 G_{-m} = G_m, so P keeps the symmetry
+  G_m is real symmetric, so G_m^p acts alike on real and imaginary parts and
+  is self-adjoint; for spin 0 G_{-m} = G_m, so it keeps the symmetry
   a_{l,-m} = (-1)^m conj(a_lm) of real fields.
 
   Returns:
-    float64 (2 lmax + 1, lmax + 1, lmax + 1): [lmax + m, l, l'], zero where
-    l or l' < max(|m|, |spin|).
+    float64 (2 lmax + 1, lmax + 1, lmax + 1): [lmax + m, l, l'], G_m^power
+    on the degrees l, l' >= max(|m|, |spin|), zero elsewhere.
   """
   grid = grids_lib.parse(grid)
   if not isinstance(grid, grids_lib.HealpixGrid):
     raise ValueError(f'the preconditioner is for HEALPix grids, got {grid}')
   with _lock:
     with threadpoolctl.threadpool_limits(1, user_api='blas'):
-      return _build_preconditioner(grid, int(lmax), int(spin))
+      return _build_preconditioner(grid, int(lmax), int(spin), float(power))
 
 
 def get_tables(grid: grids_lib.Grid, lmax: int, spin: int, real: bool) -> Tables:

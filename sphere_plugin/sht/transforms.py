@@ -92,13 +92,37 @@ def _device_tables(grid, lmax, spin, real, dtype):
         tuple(_concrete(a[i0:i1, :, k0:], dtype) for i0, i1, k0 in lay)
         for a, lay in zip(ts, layout))
     hit = {'synth': conv(t.synth), 'analysis': conv(t.analysis)}
-    if isinstance(grid, grids_lib.HealpixGrid):
+    if isinstance(grid, grids_lib.HealpixGrid) and real:
       pre = tables_lib.healpix_preconditioner(grid, lmax, spin)  # m = -lmax..lmax
-      off = lmax if real else 0  # the real path keeps m >= 0 only
-      hit['precond'] = tuple(_concrete(pre[off + i0:off + i1, k0:, k0:], dtype)
+      hit['precond'] = tuple(_concrete(pre[lmax + i0:lmax + i1, k0:, k0:], dtype)
                              for i0, i1, k0 in _precond_layout(lmax, spin, real))
+    elif isinstance(grid, grids_lib.HealpixGrid):
+      hit.update(_whitened_tables(grid, lmax, spin, t, dtype))
     _device_cache[key] = hit
   return hit
+
+
+def _whitened_tables(grid, lmax, spin, t, dtype):
+  """The complex HEALPix solver's tables, per m block (see `_complex_solver`).
+
+  With G_m^{-1/2} the per-order whitening (`tables.healpix_preconditioner`,
+  power -1/2): 'white_analysis' (M_k, R, K_k) = analysis table G^{-1/2}, all
+  rings; 'alias_synth' and 'alias_analysis' (M_k, R_k, K_k) = synthesis and
+  analysis tables G^{-1/2} on the block's alias rings (`rings.alias_rings`);
+  'whiten' (M_k, K_k, K_k) = G^{-1/2}.
+  """
+  wh = tables_lib.healpix_preconditioner(grid, lmax, spin, power=-0.5)
+  ms = np.arange(-lmax, lmax + 1)
+  out = {'white_analysis': [], 'alias_synth': [], 'alias_analysis': [], 'whiten': []}
+  for i0, i1, k0 in _block_layout(lmax, spin, False)[0]:
+    w = wh[i0:i1, k0:, k0:]
+    white = lambda a: np.einsum('mrl,mlk->mrk', a[i0:i1, :, k0:], w)
+    rk = rings_lib.alias_rings(grid, lmax, ms[i0:i1])
+    out['white_analysis'].append(_concrete(white(t.analysis[0]), dtype))
+    out['alias_synth'].append(_concrete(white(t.synth[0])[:, rk], dtype))
+    out['alias_analysis'].append(_concrete(white(t.analysis[0])[:, rk], dtype))
+    out['whiten'].append(_concrete(w, dtype))
+  return {k: tuple(v) for k, v in out.items()}
 
 
 def _concrete(a, dtype):
@@ -395,10 +419,8 @@ def _forward_body(x, tabs, *, grid, lmax, spin, real, method, n_iter):
   # real arrays JAX's transpose is the adjoint under the plain dot product;
   # with W the weights, W N is symmetric, so (N^{-1})^T = W N^{-1} W^{-1}, and
   # the cotangent is first projected onto the subspace where N is invertible.
-  if real:
-    b, normal, precond, field_axis = _real_solver(f, tabs, grid, lmax, spin, ms)
-  else:
-    b, normal, precond, field_axis = _complex_solver(f, tabs, grid, lmax, spin, ms)
+  solver = _real_solver if real else _complex_solver
+  b, normal, precond, finish, field_axis = solver(f, tabs, grid, lmax, spin, ms)
   weights, masks = zip(*((jnp.asarray(w, f.dtype), jnp.asarray(m, f.dtype))
                          for w, m in _solver_weights(lmax, spin, real)))
   dot = _field_dot(weights, field_axis)
@@ -418,20 +440,14 @@ def _forward_body(x, tabs, *, grid, lmax, spin, real, method, n_iter):
     scaled = project(tuple(c / w for c, w in zip(ct, weights)))
     return tuple(w * y for w, y in zip(weights, _pcg(normal, precond, dot, scaled, n_iter)))
 
-  a = jax.lax.custom_linear_solve(normal, b, solve, transpose_solve=transpose_solve)
-  if real:
-    return _mreal_to_coeffs(a[0], real)
-  # Pieces (M_k, K_k, 2B) -> (M, lmax+1, 2B) -> complex (B, lmax+1, M).
-  full = jnp.concatenate([jnp.pad(y, ((0, 0), (lmax + 1 - y.shape[1], 0), (0, 0)))
-                          for y in a], axis=0)
-  re, im = jnp.split(full, 2, axis=2)
-  return jnp.transpose(jax.lax.complex(re, im), (2, 1, 0))
+  return finish(jax.lax.custom_linear_solve(normal, b, solve, transpose_solve=transpose_solve))
 
 
 def _real_solver(f, tabs, grid, lmax, spin, ms):
   """The real path's solver: state one piece, real (M, 2B, lmax+1), m >= 0.
 
-  Returns (b, normal, precond, field_axis) for `_pcg`.
+  Returns (b, normal, precond, finish, field_axis): `_pcg`'s right-hand
+  side and operators, and the map of its solution to coefficients.
   """
   nrings = len(grid.rings.theta)
 
@@ -445,36 +461,50 @@ def _real_solver(f, tabs, grid, lmax, spin, ms):
   def precond(r):
     return (_precondition_full(r[0], tabs, lmax, spin, True),)
 
-  return (_legendre_forward_mreal(f, tabs, True, lmax, nrings, spin),), normal, precond, 1
+  def finish(a):
+    return _mreal_to_coeffs(a[0], True)
+
+  b = (_legendre_forward_mreal(f, tabs, True, lmax, nrings, spin),)
+  return b, normal, precond, finish, 1
 
 
 def _complex_solver(f, tabs, grid, lmax, spin, ms):
-  """The complex path's solver: state one piece per m block, real (M_k, K_k, 2B).
+  """The complex path's solver, in whitened coefficients: state real (M_k, K_k, 2B) pieces.
 
-  The pieces keep each m block's own degrees (l >= k0) and put the fields
-  last, so every product of an iteration is a plain batched matmul of a
-  table with a piece, and the synthesis writes the rows (m, ring) that the
-  ring fold scatters: no splits, pads, concatenations or transposes inside
-  the loop (the profile of the healpix:32 residual block had them at ~40 %
-  of the solver's time in the (m, field, degree) layout of `_real_solver`).
+  With G the per-order Gram matrices of the synthesis without aliasing
+  (`tables.healpix_preconditioner`), the normal operator is N = G + X, X
+  the aliasing of orders on shared FFT bins (`rings.healpix_alias`). In
+  u = G^{1/2} a it becomes G^{-1/2} N G^{-1/2} = I + G^{-1/2} X G^{-1/2}:
+  plain CG on it makes the same iterates as CG on N preconditioned by
+  G^{-1}, but each step only synthesises and analyses the rows (m, ring)
+  that alias (for lmax = 2 nside the polar caps, ~40-50 % of the rings per
+  m block, and the belt for |m| = 2 nside), with the whitening folded into
+  the tables (`_whitened_tables`), and needs no preconditioner product. The
+  state keeps one piece per m block, the block's own degrees (l >= k0) and
+  the fields last, so every product is a plain batched matmul and the
+  synthesis writes the rows the fold scatters.
 
-  Returns (b, normal, precond, field_axis) for `_pcg`.
+  Returns (b, normal, precond, finish, field_axis) as `_real_solver`.
   """
   layout = _block_layout(lmax, spin, False)[0]
-  synth, analysis = tabs['synth'][0], tabs['analysis'][0]
   b = tuple(_mm('mbr,mrk->mkb', xi, t)
-            for xi, t in zip(_split_blocks(f, layout, 0), analysis))
+            for xi, t in zip(_split_blocks(f, layout, 0), tabs['white_analysis']))
 
-  def normal(p):
-    g = [_mm('mrk,mkb->mrb', t, y) for y, t in zip(p, synth)]
-    return tuple(_mm('mrb,mrk->mkb', fi, t)
-                 for fi, t in zip(rings_lib.healpix_fold(g, grid, ms, False), analysis))
+  def normal(u):
+    g = [_mm('mrk,mkb->mrb', t, y) for y, t in zip(u, tabs['alias_synth'])]
+    return tuple(y + _mm('mrb,mrk->mkb', h, t)
+                 for y, h, t in zip(u, rings_lib.healpix_alias(g, grid, ms),
+                                    tabs['alias_analysis']))
 
-  def precond(r):
-    # The per-order inverse Gram matrices are symmetric.
-    return tuple(_mm('mkl,mlb->mkb', t, y) for y, t in zip(r, tabs['precond']))
+  def finish(u):
+    # a = G^{-1/2} u; pieces (M_k, K_k, 2B) -> (M, lmax+1, 2B) -> complex (B, lmax+1, M).
+    a = [_mm('mkl,mlb->mkb', t, y) for y, t in zip(u, tabs['whiten'])]
+    full = jnp.concatenate([jnp.pad(y, ((0, 0), (lmax + 1 - y.shape[1], 0), (0, 0)))
+                            for y in a], axis=0)
+    re, im = jnp.split(full, 2, axis=2)
+    return jnp.transpose(jax.lax.complex(re, im), (2, 1, 0))
 
-  return b, normal, precond, 2
+  return b, normal, lambda r: r, finish, 2
 
 
 def _inverse_body(a, tabs, grid, lmax, spin, real, method):
