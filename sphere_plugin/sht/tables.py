@@ -208,26 +208,23 @@ def _build(grid: grids_lib.Grid, lmax: int, spin: int, real: bool) -> Tables:
   return Tables(real=real, synth=synth, analysis=analysis)
 
 
-def _refine_inverse_sqrt(gram, y, steps=2):
-  """Newton-Schulz steps y <- y (3 - G y^2) / 2 towards G^{-1/2}, in long double.
+def _refine_inverse_sqrt(gram, y):
+  """One Newton step y <- y + y (I - y G y) / 2 towards G^{-1/2}, residual in long double.
 
   The whitened solver takes y G y = I as exact, so the error of y sets the
   float64 floor of the HEALPix analysis: from eigh alone it is ~2e-15
-  (relative round trip, nside 16-64), after two steps in extended
-  precision ~6-8e-16, that of the inverse-Gram preconditioner.
+  (relative round trip, nside 16-64). The step squares that error; the
+  residual I - y G y is the only part that needs more than float64.
   """
-  g = gram.astype(np.longdouble)
-  y = y.astype(np.longdouble)
-  eye = np.eye(len(y), dtype=np.longdouble)
-  for _ in range(steps):
-    y = 0.5 * y @ (3 * eye - g @ y @ y)
-    y = 0.5 * (y + y.T)
-  return y.astype(np.float64)
+  yl = y.astype(np.longdouble)
+  residual = np.eye(len(y)) - yl @ (gram.astype(np.longdouble) @ yl)
+  y = y + 0.5 * (y @ residual.astype(np.float64))
+  return 0.5 * (y + y.T)
 
 
 @functools.lru_cache(maxsize=64)
 def _build_preconditioner(grid: grids_lib.HealpixGrid, lmax: int, spin: int,
-                          power: float) -> np.ndarray:
+                          power: float, refine: bool) -> np.ndarray:
   ms = np.arange(-lmax, lmax + 1)
   synth = synthesis_matrix(grid, lmax, spin, ms)  # (M, R, L)
   weight = grid.rings.weight
@@ -242,14 +239,14 @@ def _build_preconditioner(grid: grids_lib.HealpixGrid, lmax: int, spin: int,
     gram = (s.T * weight) @ s
     w, v = np.linalg.eigh(0.5 * (gram + gram.T))
     y = (v * w ** power) @ v.T
-    if power == -0.5:
+    if refine:
       y = _refine_inverse_sqrt(gram, y)
     out[i, l0:, l0:] = y
   return out
 
 
 def healpix_preconditioner(grid: grids_lib.HealpixGrid, lmax: int, spin: int,
-                           power: float = -1.0) -> np.ndarray:
+                           power: float = -1.0, refine: bool = False) -> np.ndarray:
   """Per-order powers of the Gram matrices of the HEALPix ring synthesis (float64, cached).
 
   The normal operator of HEALPix analysis, N = Q A (A the synthesis, Q the
@@ -265,6 +262,10 @@ def healpix_preconditioner(grid: grids_lib.HealpixGrid, lmax: int, spin: int,
   u = G^{1/2} a the normal operator becomes the identity plus the aliasing
   alone (the complex path of the solver, `transforms._complex_solver`).
 
+  `refine` (power -0.5 only) adds a Newton step whose residual is computed
+  in long double (`_refine_inverse_sqrt`): float64 solves need it for their
+  ~6-8e-16 floor; float32 ones do not (it costs ~1 s at nside 64, lmax 128).
+
   G_m is real symmetric, so G_m^p acts alike on real and imaginary parts and
   is self-adjoint; for spin 0 G_{-m} = G_m, so it keeps the symmetry
   a_{l,-m} = (-1)^m conj(a_lm) of real fields.
@@ -278,7 +279,9 @@ def healpix_preconditioner(grid: grids_lib.HealpixGrid, lmax: int, spin: int,
     raise ValueError(f'the preconditioner is for HEALPix grids, got {grid}')
   with _lock:
     with threadpoolctl.threadpool_limits(1, user_api='blas'):
-      return _build_preconditioner(grid, int(lmax), int(spin), float(power))
+      if refine and power != -0.5:
+        raise ValueError(f'refine applies to power -0.5 only, got power {power}')
+      return _build_preconditioner(grid, int(lmax), int(spin), float(power), bool(refine))
 
 
 def get_tables(grid: grids_lib.Grid, lmax: int, spin: int, real: bool) -> Tables:

@@ -15,7 +15,9 @@ degrees split by parity), which halves both the work and the tables. HEALPix
 analysis refines iteratively, because HEALPix has no exact quadrature: it
 solves the least-squares normal equations (A^H W A) a = A^H W x (A the
 synthesis, W the equal pixel weights) by preconditioned conjugate gradients
-(the converged map is healpy's `iter` limit). Its gradient is that of the
+(the converged map is healpy's `iter` limit); for complex fields in
+whitened coefficients, where each step only touches the rows (order, ring)
+that alias. Its gradient is that of the
 converged linear map, one more solve (`jax.lax.custom_linear_solve`), not
 autodiff through the iterations.
 
@@ -111,16 +113,17 @@ def _whitened_tables(grid, lmax, spin, t, dtype):
   analysis tables G^{-1/2} on the block's alias rings (`rings.alias_rings`);
   'whiten' (M_k, K_k, K_k) = G^{-1/2}.
   """
-  wh = tables_lib.healpix_preconditioner(grid, lmax, spin, power=-0.5)
+  wh = tables_lib.healpix_preconditioner(grid, lmax, spin, power=-0.5,
+                                         refine=np.dtype(dtype) == np.float64)
   ms = np.arange(-lmax, lmax + 1)
   out = {'white_analysis': [], 'alias_synth': [], 'alias_analysis': [], 'whiten': []}
   for i0, i1, k0 in _block_layout(lmax, spin, False)[0]:
     w = wh[i0:i1, k0:, k0:]
-    white = lambda a: np.einsum('mrl,mlk->mrk', a[i0:i1, :, k0:], w)
+    synth, analysis = (a[i0:i1, :, k0:] @ w for a in (t.synth[0], t.analysis[0]))
     rk = rings_lib.alias_rings(grid, lmax, ms[i0:i1])
-    out['white_analysis'].append(_concrete(white(t.analysis[0]), dtype))
-    out['alias_synth'].append(_concrete(white(t.synth[0])[:, rk], dtype))
-    out['alias_analysis'].append(_concrete(white(t.analysis[0])[:, rk], dtype))
+    out['white_analysis'].append(_concrete(analysis, dtype))
+    out['alias_synth'].append(_concrete(synth[:, rk], dtype))
+    out['alias_analysis'].append(_concrete(analysis[:, rk], dtype))
     out['whiten'].append(_concrete(w, dtype))
   return {k: tuple(v) for k, v in out.items()}
 
@@ -407,11 +410,13 @@ def _forward_body(x, tabs, *, grid, lmax, spin, real, method, n_iter):
   if n_iter == 0:
     return _mreal_to_coeffs(_legendre_forward_mreal(f, tabs, real, lmax, nrings, spin), real)
   # HEALPix: the least-squares analysis a = N^{-1} b with N = Q A the normal
-  # operator (A the synthesis, Q the quadrature analysis, b = Q x), by
-  # preconditioned CG from zero (n_iter steps cost n_iter synthesis/analysis
-  # pairs). N is self-adjoint under the weighted dot product of
-  # `_solver_weights` (Re <u, v> over the whole (l, m) array):
-  # Q = (4 pi / npix) A^*.
+  # operator (A the synthesis, Q the quadrature analysis, b = Q x), by CG
+  # from zero preconditioned by the per-order inverse Gram matrices G^{-1}
+  # (n_iter steps): on the real path as such, on the complex path as plain
+  # CG in the whitened coefficients u = G^{1/2} a (`_complex_solver`), which
+  # makes the same iterates at a fraction of the cost. N is self-adjoint
+  # under the weighted dot product of `_solver_weights` (Re <u, v> over the
+  # whole (l, m) array): Q = (4 pi / npix) A^*.
   #
   # The converged analysis is linear in x, and its gradient is one adjoint
   # solve: custom_linear_solve differentiates a = N^{-1} b implicitly instead
