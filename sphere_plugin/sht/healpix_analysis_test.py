@@ -129,12 +129,13 @@ def test_backward_memory_does_not_grow_with_iterations():
   """Autodiff through unrolled CG kept every iterate: temp memory grew ~linearly.
 
   With the implicit adjoint (and the CG as a fori_loop) the backward holds a
-  few coefficient arrays whatever n_iter is: measured 0.97x from 2 to 8 steps;
-  through the unrolled CG it was 3.2x (1.1 MB -> 3.5 MB).
+  few coefficient arrays whatever n_iter is: the same bytes from 3 to 16
+  steps (206 KB; 2 steps, a one-pass loop, 162 KB); through the unrolled
+  CG it was 3.2x from 2 to 8 steps (1.1 MB -> 3.5 MB).
   """
   grid = grids.healpix(8)
-  few, many = _grad_temp_bytes(grid, 2), _grad_temp_bytes(grid, 8)
-  assert many < 1.25 * few, (few, many)
+  few, many = _grad_temp_bytes(grid, 3), _grad_temp_bytes(grid, 12)
+  assert many < 1.1 * few, (few, many)
 
 
 def test_preconditioner_is_symmetric_and_keeps_real_field_symmetry():
