@@ -539,7 +539,8 @@ def default_n_iter(grid, dtype) -> int:
   The fewest preconditioned CG steps that recover band-limited maps with
   lmax <= 2 nside as well as the 5 (float32) / 10 (float64) plain CG steps
   used before: round-trip relative error at the precision's floor, ~1-4e-7
-  (float32) and ~3-7e-16 (float64), measured for nside 8..64, spins 0 and 1.
+  (float32) and ~3-9e-16 (float64), measured for nside 8..64, spins 0 and 1
+  (`tools/healpix_convergence.py`).
   Small grids converge more slowly, so nside < 16 keeps one more step:
   float32 5 (nside < 16) or 4; float64 10 or 9. 0 for lat-lon grids, which
   are exact without iterating. Above lmax = 2 nside (up to grid.lmax =
