@@ -352,9 +352,10 @@ def healpix_alias(gs, grid, ms):
   where m shares its ring's FFT bin with another order (`alias_rings`):
   the short polar-cap rings, and for |m| near 2 nside the belt. The data
   come as pieces of the order axis, each on its own alias rings only (for
-  lmax = 2 nside, ~40 % of the rings for the lowest orders), so no work is
-  spent on rows that pass through. One scatter-add into a buffer of the
-  bins the rows reach and one gather, with the signs of `_alias_tables`.
+  lmax = 2 nside, 28-49 % of the rings per m block of the transforms), so
+  no work is spent on rows that pass through. One scatter-add into a buffer
+  of the bins the rows reach and one gather, with the signs of
+  `_alias_tables`.
 
   Args:
     gs: sequence of real (M_k, R_k, 2B): consecutive pieces of the order

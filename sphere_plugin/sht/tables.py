@@ -264,7 +264,7 @@ def healpix_preconditioner(grid: grids_lib.HealpixGrid, lmax: int, spin: int,
 
   `refine` (power -0.5 only) adds a Newton step whose residual is computed
   in long double (`_refine_inverse_sqrt`): float64 solves need it for their
-  ~6-8e-16 floor; float32 ones do not (it costs ~1 s at nside 64, lmax 128).
+  ~4-9e-16 floor (1.5-2.7e-15 without); float32 ones do not (it costs ~1 s at nside 64, lmax 128).
 
   G_m is real symmetric, so G_m^p acts alike on real and imaginary parts and
   is self-adjoint; for spin 0 G_{-m} = G_m, so it keeps the symmetry
