@@ -170,10 +170,14 @@ def _healpix_analysis(x, grid, ms, real):
     if real:
       spec = jnp.fft.rfft(xs, axis=-1)
       flip = k > n // 2
-      f = spec[..., np.where(flip, n - k, k).astype(np.int32)]
-      f = jnp.where(flip, jnp.conj(f), f)
+      if 2 * ms[-1] <= n:  # no aliasing: orders 0..lmax are the first bins
+        f = jnp.split(spec, [len(ms)], axis=-1)[0]
+      else:
+        f = spec[..., np.where(flip, n - k, k).astype(np.int32)]
+        f = jnp.where(flip, jnp.conj(f), f)
     else:
-      f = jnp.fft.fft(xs, axis=-1)[..., k]
+      spec = jnp.fft.fft(xs, axis=-1)
+      f = _bins_to_orders(spec, ms[-1]) if 2 * ms[-1] <= n else spec[..., k]
     phase = np.exp(-1j * np.outer(rings.phi0[ring_ids], ms)) / n  # (ng, M)
     out.append(f * jnp.asarray(phase, dtype=f.dtype))
   # Ring order: north caps (groups 1.., first ring), belt, south caps reversed.
@@ -199,9 +203,12 @@ def _healpix_synthesis(g, grid, ms, real):
     else:
       i = n // 4
       gr = jnp.concatenate([north[i - 1], south[-i]], axis=2)  # (B, M, 2)
-    vals = gr * jnp.asarray(phase, dtype=g.dtype)  # (B, M, ng)
-    bins = jnp.zeros((b, len(ring_ids), n), g.dtype)
-    bins = bins.at[:, :, np.mod(ms, n).astype(np.int32)].add(jnp.transpose(vals, (0, 2, 1)))
+    vals = jnp.transpose(gr * jnp.asarray(phase, dtype=g.dtype), (0, 2, 1))  # (B, ng, M)
+    if 2 * ms[-1] <= n:  # no aliasing but m = -+n/2: splits and concatenations
+      bins = _orders_to_bins(vals, ms, n)
+    else:
+      bins = jnp.zeros((b, len(ring_ids), n), g.dtype)
+      bins = bins.at[:, :, np.mod(ms, n).astype(np.int32)].add(vals)
     xs = jnp.fft.ifft(bins, axis=-1) * n  # (B, ng, n)
     if real:
       xs = xs.real
@@ -210,6 +217,38 @@ def _healpix_synthesis(g, grid, ms, real):
     else:
       xs_north[i - 1], xs_south[-i] = xs[:, 0], xs[:, 1]
   return jnp.concatenate(xs_north + [xs_belt] + xs_south, axis=1)
+
+
+def _bins_to_orders(spec, lmax):
+  """FFT bins (..., n) -> orders -lmax..lmax (..., 2 lmax + 1), for 2 lmax <= n.
+
+  Static splits and a concatenation (a gather's transpose would be a
+  scatter-add into a zeroed buffer); at lmax = n / 2 the Nyquist bin serves
+  both m = -n/2 and m = n/2.
+  """
+  n = spec.shape[-1]
+  if 2 * lmax < n:
+    pos, _, neg = jnp.split(spec, [lmax + 1, n - lmax], axis=-1)
+    return jnp.concatenate([neg, pos], axis=-1)
+  low, nyquist, high = jnp.split(spec, [lmax, lmax + 1], axis=-1)
+  return jnp.concatenate([nyquist, high, low, nyquist], axis=-1)
+
+
+def _orders_to_bins(vals, ms, n):
+  """Orders (..., M) -> FFT bins (..., n) summed per bin, for 2 max(ms) <= n.
+
+  ms is 0..lmax (real) or -lmax..lmax; the transpose of `_bins_to_orders`
+  for the latter.
+  """
+  lmax = int(ms[-1])
+  if ms[0] == 0:
+    return jnp.pad(vals, [(0, 0)] * (vals.ndim - 1) + [(0, n - lmax - 1)])
+  if 2 * lmax < n:
+    neg, pos = jnp.split(vals, [lmax], axis=-1)
+    zeros = jnp.zeros(vals.shape[:-1] + (n - 2 * lmax - 1,), vals.dtype)
+    return jnp.concatenate([pos, zeros, neg], axis=-1)
+  lo, neg, pos, hi = jnp.split(vals, [1, lmax, 2 * lmax], axis=-1)
+  return jnp.concatenate([pos, lo + hi, neg], axis=-1)
 
 
 def _ring_half_turns(rings):
