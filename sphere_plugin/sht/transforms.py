@@ -76,11 +76,12 @@ def _block_layout(lmax, spin, real):
 
 
 @functools.lru_cache(maxsize=None)
-def _precond_layout(lmax, spin, real):
-  """m blocks (i0, i1, k0) of the mreal layout, k0 in degrees (not parity rows)."""
-  if real:
-    return tuple(_m_blocks(lmax, spin, True))
-  return _block_layout(lmax, spin, False)[0]
+def _precond_layout(lmax, spin):
+  """m blocks (i0, i1, k0) of the real path's preconditioner, k0 in degrees (not parity rows).
+
+  Only the real path has a preconditioner product (the complex path whitens).
+  """
+  return tuple(_m_blocks(lmax, spin, True))
 
 
 def _device_tables(grid, lmax, spin, real, dtype):
@@ -97,7 +98,7 @@ def _device_tables(grid, lmax, spin, real, dtype):
     if isinstance(grid, grids_lib.HealpixGrid) and real:
       pre = tables_lib.healpix_preconditioner(grid, lmax, spin)  # m = -lmax..lmax
       hit['precond'] = tuple(_concrete(pre[lmax + i0:lmax + i1, k0:, k0:], dtype)
-                             for i0, i1, k0 in _precond_layout(lmax, spin, real))
+                             for i0, i1, k0 in _precond_layout(lmax, spin))
     elif isinstance(grid, grids_lib.HealpixGrid):
       hit.update(_whitened_tables(grid, lmax, spin, t, dtype))
     _device_cache[key] = hit
@@ -271,7 +272,7 @@ def _precondition_full(y, tabs, lmax, spin, real):
   so no layout change is needed; P is real and acts on the real and imaginary
   rows alike.
   """
-  layout = _precond_layout(lmax, spin, real)
+  layout = _precond_layout(lmax, spin)
   parts = []
   for yi, (_, _, k0), t in zip(_split_blocks(y, layout, 0), layout, tabs['precond']):
     z = _mm('mbl,mlk->mbk', yi[:, :, k0:], t)
