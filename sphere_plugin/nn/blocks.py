@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import gin
+import jax.numpy as jnp
 
 from sphere_plugin.nn import spectral
 from sphere_plugin.nn.conv import SpinSphericalConv
 from sphere_plugin.nn.nonlinearities import PhaseCollapse
+from sphere_plugin.nn.nonlinearities import passthrough_spins
 from sphere_plugin.nn.norms import SpectralBatchNorm
 
 
@@ -19,7 +22,10 @@ class SpinSphericalResidualBlock(nn.Module):
 
   The input is analysed once; the skip is summed in the spectral domain; the
   sum is synthesised on the output grid and passed through the nonlinearity.
-  That is 2 forward and 2 inverse transforms per block. When the spins or
+  That is 2 forward and 2 inverse transforms per block, less the middle
+  forward transform of the spins the nonlinearity passes through unchanged
+  (the nonzero spins for PhaseCollapse), whose coefficients the block
+  already holds. When the spins or
   channels change, the skip goes through a convolution whose filter is
   constant in l (an equivariant channel/spin projection) with a bias on the
   spin-0 l = 0 coefficient only; the reference implementation's real bias on
@@ -41,7 +47,14 @@ class SpinSphericalResidualBlock(nn.Module):
 
   Call:
     x: (*batch, *input_grid.shape, S_in, C_in); train: batch-norm mode.
-    Returns complex (*batch, *output_grid.shape, S_out, features).
+    coeffs: optional {spin: (*batch, L+1, 2L+1, 1, C_in)}, coefficients that
+      x's channels of those spins were synthesised from on input_grid (see
+      `spectral.to_spectral(known=...)`); they are used instead of analysing
+      those channels.
+    return_coeffs: also return such a dict for the output: the coefficients
+      of the spins the nonlinearity passes through unchanged.
+    Returns complex (*batch, *output_grid.shape, S_out, features), and the
+    dict when return_coeffs.
   """
   features: int
   spins_in: Sequence[int] = (0, 1)
@@ -54,7 +67,8 @@ class SpinSphericalResidualBlock(nn.Module):
   axis_name: Any = None
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
+  def __call__(self, x, train: bool = False, coeffs: dict | None = None,
+               return_coeffs: bool = False):
     if self.input_grid is None:
       raise ValueError('SpinSphericalResidualBlock needs input_grid')
     grid_in = spectral.as_grid(self.input_grid)
@@ -65,8 +79,10 @@ class SpinSphericalResidualBlock(nn.Module):
     lmax = self.lmax
     if lmax is None:
       lmax = min(spectral.default_lmax(grid_in), spectral.default_lmax(grid_out))
-    a = spectral.to_spectral(x, grid_in, min(lmax, spectral.default_lmax(grid_in)), spins_in)
+    a = spectral.to_spectral(x, grid_in, min(lmax, spectral.default_lmax(grid_in)), spins_in,
+                             known=coeffs)
     a = spectral.resize(a, lmax)
+    kept = passthrough_spins(self.nonlinearity, spins_out)
 
     def conv(spins, **kw):
       return SpinSphericalConv(self.features, spins_in=spins, spins_out=spins_out, lmax=lmax,
@@ -77,15 +93,20 @@ class SpinSphericalResidualBlock(nn.Module):
 
     h = conv(spins_in, num_filter_params=self.num_filter_params, use_bias=False)(a)
     h = bn()(h, train)
-    h = self.nonlinearity(spins=spins_out)(spectral.to_spatial(h, grid_out, spins_out))
-    h = conv(spins_out, input_grid=grid_out, num_filter_params=self.num_filter_params,
-             use_bias=False)(h)
+    nonlin = self.nonlinearity(spins=spins_out)
+    # Channels the nonlinearity passes through unchanged keep their coefficients.
+    h = spectral.to_spectral(nonlin(spectral.to_spatial(h, grid_out, spins_out)), grid_out,
+                             min(lmax, spectral.default_lmax(grid_out)), spins_out,
+                             known=spectral.spin_coefficients(h, spins_out, kept))
+    h = conv(spins_out, num_filter_params=self.num_filter_params, use_bias=False)(h)
     h = bn(scale_init=nn.initializers.zeros)(h, train)
     skip = a
     if spins_in != spins_out or x.shape[-1] != self.features:
       skip = conv(spins_in, num_filter_params=1, use_bias=True, name='skip_projection')(a)
-    out = spectral.to_spatial(h + skip, grid_out, spins_out)
-    return self.nonlinearity(spins=spins_out)(out)
+    out = self.nonlinearity(spins=spins_out)(spectral.to_spatial(h + skip, grid_out, spins_out))
+    if return_coeffs:
+      return out, spectral.spin_coefficients(h + skip, spins_out, kept)
+    return out
 
 
 def _per_stage(value, n, what):
@@ -130,7 +151,13 @@ class SphericalCNN(nn.Module):
 
   Call:
     x: (*batch, *input_grid.shape, len(input_spins), C_in); train: batch-norm mode.
-    Returns complex (*batch, *grids[-1].shape, len(spins[-1]), features[-1]).
+    return_coeffs: also return {spin: (*batch, L+1, 2L+1, 1, features[-1])},
+      the coefficients the output's channels of the spins its last
+      nonlinearity passed through unchanged were synthesised from (for
+      `spectral.to_spectral(known=...)`; empty if the block class does not
+      return them).
+    Returns complex (*batch, *grids[-1].shape, len(spins[-1]), features[-1]),
+    and the dict when return_coeffs.
   """
   input_grid: Any
   grids: Sequence[Any]
@@ -153,7 +180,7 @@ class SphericalCNN(nn.Module):
     return tuple(tuple(s) for s in _per_stage(self.spins, n, 'spins'))
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
+  def __call__(self, x, train: bool = False, return_coeffs: bool = False):
     n = len(self.grids)
     if n == 0:
       raise ValueError('SphericalCNN needs at least one stage')
@@ -174,13 +201,23 @@ class SphericalCNN(nn.Module):
     h = SpinSphericalConv(features[0], spins_in=input_spins, spins_out=spins[0],
                           input_grid=input_grid, lmax=lmax0,
                           num_filter_params=nfps[0], use_bias=False, name='stem')(x)
-    h = SpectralBatchNorm(spins=spins[0], axis_name=self.axis_name)(h, train)
-    h = self.nonlinearity(spins=spins[0])(spectral.to_spatial(h, grids[0], spins[0]))
+    a = SpectralBatchNorm(spins=spins[0], axis_name=self.axis_name)(h, train)
+    h = self.nonlinearity(spins=spins[0])(spectral.to_spatial(a, grids[0], spins[0]))
+    # Blocks that take and return the coefficients of the channels each
+    # nonlinearity passed through unchanged (SpinSphericalResidualBlock's
+    # `coeffs` / `return_coeffs`) get them, so that the next block does not
+    # analyse those channels again.
+    chain = 'return_coeffs' in inspect.signature(self.block.__call__).parameters
+    coeffs = spectral.spin_coefficients(a, spins[0], passthrough_spins(self.nonlinearity, spins[0]))
     grid, sp = grids[0], spins[0]
     for i in range(n):
       for _ in range(self.blocks_per_stage):
-        h = self.block(features[i], spins_in=sp, spins_out=spins[i], input_grid=grid,
-                       output_grid=grids[i], lmax=lmaxes[i], num_filter_params=nfps[i],
-                       axis_name=self.axis_name)(h, train)
+        block = self.block(features[i], spins_in=sp, spins_out=spins[i], input_grid=grid,
+                           output_grid=grids[i], lmax=lmaxes[i], num_filter_params=nfps[i],
+                           axis_name=self.axis_name)
+        if chain:
+          h, coeffs = block(h, train, coeffs=coeffs, return_coeffs=True)
+        else:
+          h, coeffs = block(h, train), {}
         grid, sp = grids[i], spins[i]
-    return h
+    return (h, coeffs) if return_coeffs else h

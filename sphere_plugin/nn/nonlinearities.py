@@ -23,6 +23,29 @@ from sphere_plugin.nn import conv as conv_lib
 from sphere_plugin.nn.conv import as_complex
 
 
+def passthrough_spins(nonlinearity, spins: Sequence[int]) -> tuple[int, ...]:
+  """Spins whose channels `nonlinearity(spins=spins)` returns unchanged.
+
+  A nonlinearity class declares them with a static method
+  `passthrough_spins(spins)`; anything else (a plain callable, a partial)
+  passes none through. Layers use this to skip transforms whose result they
+  already hold: the forward transform of a field they have just synthesised
+  from its own coefficients.
+
+  Args:
+    nonlinearity: a module class (or callable) built as nonlinearity(spins=...).
+    spins: the spins of its input's spin axis.
+
+  Returns:
+    the passed-through spins, in the order of `spins`.
+  """
+  declared = getattr(nonlinearity, 'passthrough_spins', None)
+  if declared is None:
+    return ()
+  kept = set(int(s) for s in declared(tuple(spins)))
+  return tuple(int(s) for s in spins if int(s) in kept)
+
+
 @gin.configurable(module='sphere_plugin.nn')
 class MagnitudeNonlinearity(nn.Module):
   """x -> relu(|x| + b) x / |x|, b learned per (spin, channel).
@@ -64,6 +87,11 @@ class PhaseCollapse(nn.Module):
     x: complex (*batch, *grid.shape, S, C). Returns the same shape.
   """
   spins: Sequence[int] = (0, 1)
+
+  @staticmethod
+  def passthrough_spins(spins: Sequence[int]) -> tuple[int, ...]:
+    """The nonzero spins: their channels come out unchanged (see `passthrough_spins`)."""
+    return tuple(int(s) for s in spins if int(s) != 0)
 
   @nn.compact
   def __call__(self, x):

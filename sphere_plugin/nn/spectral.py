@@ -83,7 +83,23 @@ def _split_spins(x):
   return [jnp.squeeze(p, -2) for p in jnp.split(x, x.shape[-2], axis=-2)]
 
 
-def to_spectral(x, grid, lmax: int, spins: Sequence[int]):
+def spin_coefficients(coeffs, spins: Sequence[int], which: Sequence[int]) -> dict:
+  """The channels of some spins of a spectral layer tensor, for `to_spectral(known=...)`.
+
+  Args:
+    coeffs: (*batch, L+1, 2L+1, S, C).
+    spins: the S spins of its spin axis.
+    which: the spins to take (each in `spins`).
+
+  Returns:
+    {spin: (*batch, L+1, 2L+1, 1, C)} for the spins in `which`.
+  """
+  spins = check_spins(coeffs, spins, 'spin_coefficients')
+  parts = jnp.split(coeffs, len(spins), axis=-2)  # a split transposes to one concatenate
+  return {int(s): parts[spins.index(int(s))] for s in which}
+
+
+def to_spectral(x, grid, lmax: int, spins: Sequence[int], known: dict | None = None):
   """Forward transform of a spatial layer tensor.
 
   Truncating to a smaller lmax must equal projecting: on Gaussian grids the
@@ -97,6 +113,12 @@ def to_spectral(x, grid, lmax: int, spins: Sequence[int]):
     grid: the grid of x.
     lmax: output degree limit (<= grid.lmax).
     spins: the S spin weights.
+    known: optional {spin: (*batch, L+1, 2L+1, 1, C)} (`spin_coefficients`):
+      coefficients that x's channels of that spin were synthesised from on
+      `grid`. Where L <= `default_lmax(grid)` the analysis of such a field is
+      exact, so they are used (truncated or zero-padded to lmax) instead of
+      analysing those channels: the same result up to rounding (on HEALPix,
+      without the solver's error), one transform fewer. Larger L: ignored.
 
   Returns:
     complex (*batch, lmax+1, 2*lmax+1, S, C).
@@ -104,6 +126,22 @@ def to_spectral(x, grid, lmax: int, spins: Sequence[int]):
   grid = grids_lib.parse(grid)
   spins = check_spins(x, spins, 'to_spectral')
   check_spatial(x, grid, 'to_spectral')
+  if known:
+    stray = sorted(set(known) - set(spins))
+    if stray:
+      raise ValueError(f'to_spectral: known coefficients for spins {stray}, not among {spins}')
+    use = {s: c for s, c in known.items() if lmax_of(c) <= default_lmax(grid)}
+    if use:
+      rest = tuple(s for s in spins if s not in use)
+      parts = jnp.split(x, len(spins), axis=-2)
+      analysed = {}
+      if rest:
+        a = to_spectral(jnp.concatenate([parts[spins.index(s)] for s in rest], axis=-2),
+                        grid, lmax, rest)
+        analysed = spin_coefficients(a, rest, rest)
+      return jnp.concatenate(
+          [analysed[s] if s in analysed else resize(use[s], lmax).astype(
+              jnp.result_type(use[s].dtype, jnp.complex64)) for s in spins], axis=-2)
   gnd = len(grid.shape)
   full = default_lmax(grid)
   lmax_a = lmax if (grid.kind == 'gaussian' or lmax >= full) else full
