@@ -63,7 +63,8 @@ def _per_degree_product(a, w, mask):
   """out[..., l, m, o, d] = sum_{i, c} a[..., l, m, i, c] w[l, i, o, c, d] mask[l, 0, o, 0].
 
   As one batched matmul per degree over (batch x order) rows and (spin x
-  channel) columns, with the degree mask folded into the weights: the
+  channel) columns, the rows cut to the orders |m| <= l of a group of
+  degrees, with the degree mask folded into the weights: the
   einsum with the batch axes left free ran ~20 % slower forward and backward
   on CPU (64x64, batch 8, 2 spins, 32 channels).
 
@@ -78,12 +79,33 @@ def _per_degree_product(a, w, mask):
   batch = a.shape[:-4]
   nl, nm, s_in, c_in = a.shape[-4:]
   _, _, s_out, _, c_out = w.shape
-  rows = jnp.moveaxis(a.reshape((-1,) + a.shape[-4:]), 1, 0)  # (L, B, M, S_in, C_in)
-  rows = rows.reshape(nl, -1, s_in * c_in)
+  lmax = (nm - 1) // 2
   w = jnp.transpose(w * mask[:, :, :, :, None], (0, 1, 3, 2, 4))  # (L, S_in, C_in, S_out, C_out)
-  out = jnp.matmul(rows, w.reshape(nl, s_in * c_in, s_out * c_out))
-  out = jnp.moveaxis(out.reshape(nl, -1, nm, s_out, c_out), 0, 1)
+  w = w.reshape(nl, s_in * c_in, s_out * c_out)
+  a = a.reshape((-1,) + a.shape[-4:])
+  outs = []
+  # Degrees in groups: a group of degrees < l1 only has orders |m| < l1, so
+  # its rows skip the zeros outside them (42 % of all rows at lmax 31 in 6
+  # groups; the triangle's own zeros are 49 %). Product alone, lmax 31 / 21,
+  # batch 8, 2 spins, 32 channels, fwd+bwd: 22 -> 11 ms / 8 -> 5 ms.
+  bounds = _degree_groups(nl, nm)
+  for (l0, l1), ag, wg in zip(bounds, jnp.split(a, [b for b, _ in bounds[1:]], axis=1),
+                              jnp.split(w, [b for b, _ in bounds[1:]], axis=0)):
+    k = min(l1 - 1, lmax)
+    _, ag, _ = jnp.split(ag, [lmax - k, lmax + k + 1], axis=2)  # orders -k..k
+    rows = jnp.moveaxis(ag, 1, 0).reshape(l1 - l0, -1, s_in * c_in)  # (Lg, B x Mg, S_in C_in)
+    out = jnp.moveaxis(jnp.matmul(rows, wg).reshape(l1 - l0, -1, 2 * k + 1, s_out, c_out), 0, 1)
+    outs.append(jnp.pad(out, ((0, 0), (0, 0), (lmax - k, lmax - k), (0, 0), (0, 0))))
+  out = jnp.concatenate(outs, axis=1)
   return out.reshape(batch + out.shape[1:])
+
+
+def _degree_groups(nl, nm, groups=6):
+  """[(l0, l1)]: `groups` contiguous ranges of the nl degrees (fewer if nl is small)."""
+  edges = sorted(set(int(round(nl * i / groups)) for i in range(groups + 1)))
+  if nm < 2 * nl - 1:  # orders do not span the degrees: no zeros to skip
+    edges = [0, nl]
+  return list(zip(edges[:-1], edges[1:]))
 
 
 @gin.configurable(module='sphere_plugin.nn')
