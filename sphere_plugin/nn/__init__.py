@@ -23,6 +23,7 @@ from sphere_plugin.nn.graph_layers import HealpixUnpooling
 from sphere_plugin.nn.graph_layers import to_nested
 from sphere_plugin.nn.graph_layers import to_ring
 from sphere_plugin.nn.nonlinearities import MagnitudeNonlinearity
+from sphere_plugin.nn.nonlinearities import passthrough_spins
 from sphere_plugin.nn.nonlinearities import PhaseCollapse
 from sphere_plugin.nn.nonlinearities import PointwiseNonlinearity
 from sphere_plugin.nn.norms import SpectralBatchNorm
@@ -34,5 +35,6 @@ from sphere_plugin.nn.readout import invariants
 from sphere_plugin.nn.scattering import ScatteringFrontEnd
 from sphere_plugin.nn.scattering import ScatteringTransform
 from sphere_plugin.nn.spectral import default_lmax
+from sphere_plugin.nn.spectral import spin_coefficients
 from sphere_plugin.nn.spectral import to_spatial
 from sphere_plugin.nn.spectral import to_spectral
