@@ -23,6 +23,7 @@ import numpy as np
 
 from sphere_plugin import grids
 from sphere_plugin import sht
+from sphere_plugin.testing import oracles
 
 _NSIDES = flags.DEFINE_list('nsides', ['8', '16', '32', '64'], 'HEALPix nsides.')
 _ITERS = flags.DEFINE_list('iters', ['3', '4', '5'], 'Refinement steps to compare.')
@@ -32,11 +33,7 @@ _X64 = flags.DEFINE_bool('x64', False, 'Run in float64 (default float32).')
 def round_trip_error(nside: int, spin: int, n_iter: int, seed: int = 0) -> float:
   """Relative error of forward(inverse(a)) for random band-limited a at lmax = 2 nside."""
   grid, lmax = grids.healpix(nside), 2 * nside
-  rng = np.random.default_rng(seed)
-  shape = (4, lmax + 1, 2 * lmax + 1)
-  a = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
-  ell, m = np.arange(lmax + 1)[:, None], np.arange(-lmax, lmax + 1)[None]
-  a = a * ((ell >= np.abs(m)) & (ell >= abs(spin)))
+  a = oracles.random_coeffs(lmax, spin, seed=seed, batch=(4,))
   a = jnp.asarray(a.astype(np.complex128 if jax.config.jax_enable_x64 else np.complex64))
   x = sht.inverse(a, grid, spin=spin, real=False)
   b = sht.forward(x, grid, lmax, spin=spin, n_iter=n_iter)

@@ -7,7 +7,6 @@ from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import gin
-import jax.numpy as jnp
 
 from sphere_plugin.nn import spectral
 from sphere_plugin.nn.conv import SpinSphericalConv
@@ -93,19 +92,18 @@ class SpinSphericalResidualBlock(nn.Module):
 
     h = conv(spins_in, num_filter_params=self.num_filter_params, use_bias=False)(a)
     h = bn()(h, train)
-    nonlin = self.nonlinearity(spins=spins_out)
+    y = self.nonlinearity(spins=spins_out)(spectral.to_spatial(h, grid_out, spins_out))
     # Channels the nonlinearity passes through unchanged keep their coefficients.
-    h = spectral.to_spectral(nonlin(spectral.to_spatial(h, grid_out, spins_out)), grid_out,
-                             min(lmax, spectral.default_lmax(grid_out)), spins_out,
-                             known=spectral.spin_coefficients(h, spins_out, kept))
-    h = conv(spins_out, num_filter_params=self.num_filter_params, use_bias=False)(h)
+    h = conv(spins_out, input_grid=grid_out, num_filter_params=self.num_filter_params,
+             use_bias=False)(y, coeffs=spectral.spin_coefficients(h, spins_out, kept))
     h = bn(scale_init=nn.initializers.zeros)(h, train)
     skip = a
     if spins_in != spins_out or x.shape[-1] != self.features:
       skip = conv(spins_in, num_filter_params=1, use_bias=True, name='skip_projection')(a)
-    out = self.nonlinearity(spins=spins_out)(spectral.to_spatial(h + skip, grid_out, spins_out))
+    h = h + skip
+    out = self.nonlinearity(spins=spins_out)(spectral.to_spatial(h, grid_out, spins_out))
     if return_coeffs:
-      return out, spectral.spin_coefficients(h + skip, spins_out, kept)
+      return out, spectral.spin_coefficients(h, spins_out, kept)
     return out
 
 

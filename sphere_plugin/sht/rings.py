@@ -169,10 +169,10 @@ def _healpix_analysis(x, grid, ms, real):
     k = np.mod(ms, n).astype(np.int32)
     if real:
       spec = jnp.fft.rfft(xs, axis=-1)
-      flip = k > n // 2
       if 2 * ms[-1] <= n:  # no aliasing: orders 0..lmax are the first bins
         f = jnp.split(spec, [len(ms)], axis=-1)[0]
       else:
+        flip = k > n // 2
         f = spec[..., np.where(flip, n - k, k).astype(np.int32)]
         f = jnp.where(flip, jnp.conj(f), f)
     else:

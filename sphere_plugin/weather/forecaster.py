@@ -20,7 +20,6 @@ import numpy as np
 
 from sphere_plugin import grids as grids_lib
 from sphere_plugin.nn import blocks
-from sphere_plugin.nn import spectral
 from sphere_plugin.nn.conv import SpinSphericalConv
 
 SPINS = (0, 1)
@@ -86,18 +85,14 @@ class Forecaster(nn.Module):
     width = max(spin0.shape[-1], spin1.shape[-1])
     pad = lambda a: jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, width - a.shape[-1])])
     x = jnp.stack([pad(spin0), pad(spin1)], axis=-2)  # (*batch, *grid, 2, width)
+    # The backbone also hands out the coefficients of the channels its last
+    # nonlinearity passed through: the head does not analyse those again.
     h, coeffs = net(x, train, return_coeffs=True)
-    # The head's analysis, with the coefficients the backbone already holds
-    # for the channels its last nonlinearity passed through (one transform
-    # fewer); the degree limit is the one the head would analyse at itself.
-    last = spectral.as_grid(net.grids[-1])
-    spins = net.stage_spins()[-1]
-    a = spectral.to_spectral(h, last, min(spectral.default_lmax(last), spectral.default_lmax(grid)),
-                             spins, known=coeffs)
     out_width = max(len(scalar), len(u), 1)
-    y = SpinSphericalConv(out_width, spins_in=spins, spins_out=SPINS, output_grid=grid,
+    y = SpinSphericalConv(out_width, spins_in=net.stage_spins()[-1], spins_out=SPINS,
+                          input_grid=net.grids[-1], output_grid=grid,
                           num_filter_params=self.head_filter_params,
-                          kernel_scale=self.head_scale, name='head')(a)
+                          kernel_scale=self.head_scale, name='head')(h, coeffs=coeffs)
     inc = jnp.zeros(state.shape, jnp.float32)
     inc = inc.at[..., scalar].set(y[..., 0, :len(scalar)].real)
     inc = inc.at[..., u].set(y[..., 1, :len(u)].real)
