@@ -62,6 +62,19 @@ def test_known_coefficients_of_a_stray_spin_raise():
     spectral.to_spectral(x, 'gaussian:8x4', 3, (0, 1), known={2: a[..., 1:, :]})
 
 
+def test_misshapen_known_coefficients_and_coeffs_for_spectral_input_raise():
+  a = eq.random_coefficients(jax.random.key(0), 3, (0, 1), 2)
+  x = spectral.to_spatial(a, 'gaussian:8x4', (0, 1))
+  with pytest.raises(ValueError, match='must be \\(\\*batch'):
+    spectral.to_spectral(x, 'gaussian:8x4', 3, (0, 1), known={1: a})  # both spins, not one
+  with pytest.raises(ValueError, match='must be \\(\\*batch'):
+    spectral.to_spectral(x, 'gaussian:8x4', 3, (0, 1), known={1: a[:1, ..., 1:, :]})  # batch
+  conv = snn.SpinSphericalConv(2, spins_in=(0, 1), spins_out=(0, 1))
+  v = conv.init(jax.random.key(0), a)
+  with pytest.raises(ValueError, match='spectral'):
+    conv.apply(v, a, coeffs=spectral.spin_coefficients(a, (0, 1), (1,)))
+
+
 def test_passthrough_spins():
   assert nonlinearities.passthrough_spins(snn.PhaseCollapse, (0, 1, 2)) == (1, 2)
   assert nonlinearities.passthrough_spins(snn.PhaseCollapse, (1, 0)) == (1,)

@@ -130,6 +130,11 @@ def to_spectral(x, grid, lmax: int, spins: Sequence[int], known: dict | None = N
     stray = sorted(set(known) - set(spins))
     if stray:
       raise ValueError(f'to_spectral: known coefficients for spins {stray}, not among {spins}')
+    want = x.shape[:x.ndim - 2 - len(grid.shape)], x.shape[-1]
+    for s, c in known.items():
+      if c.ndim < 4 or (c.shape[:-4], c.shape[-2], c.shape[-1]) != (want[0], 1, want[1]):
+        raise ValueError(f'to_spectral: known coefficients of spin {s} must be (*batch, L+1, '
+                         f'2L+1, 1, C) with batch {want[0]} and C = {want[1]}; got {c.shape}')
     use = {s: c for s, c in known.items() if lmax_of(c) <= default_lmax(grid)}
     if use:
       rest = tuple(s for s in spins if s not in use)
