@@ -22,8 +22,8 @@ from sphere_plugin.nn.graph_layers import HealpixPooling
 from sphere_plugin.nn.graph_layers import HealpixUnpooling
 from sphere_plugin.nn.graph_layers import to_nested
 from sphere_plugin.nn.graph_layers import to_ring
+from sphere_plugin.nn.nonlinearities import apply_nonlinearity
 from sphere_plugin.nn.nonlinearities import MagnitudeNonlinearity
-from sphere_plugin.nn.nonlinearities import passthrough_spins
 from sphere_plugin.nn.nonlinearities import PhaseCollapse
 from sphere_plugin.nn.nonlinearities import PointwiseNonlinearity
 from sphere_plugin.nn.norms import SpectralBatchNorm
@@ -35,6 +35,7 @@ from sphere_plugin.nn.readout import invariants
 from sphere_plugin.nn.scattering import ScatteringFrontEnd
 from sphere_plugin.nn.scattering import ScatteringTransform
 from sphere_plugin.nn.spectral import default_lmax
+from sphere_plugin.nn.spectral import PartlyKnown
 from sphere_plugin.nn.spectral import spin_coefficients
 from sphere_plugin.nn.spectral import to_spatial
 from sphere_plugin.nn.spectral import to_spectral

@@ -11,7 +11,7 @@ import gin
 from sphere_plugin.nn import spectral
 from sphere_plugin.nn.conv import SpinSphericalConv
 from sphere_plugin.nn.nonlinearities import PhaseCollapse
-from sphere_plugin.nn.nonlinearities import passthrough_spins
+from sphere_plugin.nn.nonlinearities import apply_nonlinearity
 from sphere_plugin.nn.norms import SpectralBatchNorm
 
 
@@ -21,10 +21,11 @@ class SpinSphericalResidualBlock(nn.Module):
 
   The input is analysed once; the skip is summed in the spectral domain; the
   sum is synthesised on the output grid and passed through the nonlinearity.
-  That is 2 forward and 2 inverse transforms per block, less the middle
-  forward transform of the spins the nonlinearity passes through unchanged
-  (the nonzero spins for PhaseCollapse), whose coefficients the block
-  already holds. When the spins or
+  That is 2 forward and 2 inverse transforms per block, less what the
+  nonlinearity knows of its output's coefficients (`apply_nonlinearity`):
+  with PhaseCollapse the middle analysis only transforms one real spin-0
+  field, and a block given its input's coefficients analyses nothing more at
+  its start. When the spins or
   channels change, the skip goes through a convolution whose filter is
   constant in l (an equivariant channel/spin projection) with a bias on the
   spin-0 l = 0 coefficient only; the reference implementation's real bias on
@@ -46,12 +47,12 @@ class SpinSphericalResidualBlock(nn.Module):
 
   Call:
     x: (*batch, *input_grid.shape, S_in, C_in); train: batch-norm mode.
-    coeffs: optional {spin: (*batch, L+1, 2L+1, 1, C_in)}, coefficients that
-      x's channels of those spins were synthesised from on input_grid (see
-      `spectral.to_spectral(known=...)`); they are used instead of analysing
-      those channels.
-    return_coeffs: also return such a dict for the output: the coefficients
-      of the spins the nonlinearity passes through unchanged.
+    coeffs: optional {spin: (*batch, L+1, 2L+1, 1, C_in) or
+      `spectral.PartlyKnown`}, what is known of x's coefficients on
+      input_grid (see `spectral.to_spectral(known=...)`); used instead of
+      analysing those channels.
+    return_coeffs: also return such a dict for the output (what its
+      nonlinearity knows, see `apply_nonlinearity`).
     Returns complex (*batch, *output_grid.shape, S_out, features), and the
     dict when return_coeffs.
   """
@@ -81,7 +82,6 @@ class SpinSphericalResidualBlock(nn.Module):
     a = spectral.to_spectral(x, grid_in, min(lmax, spectral.default_lmax(grid_in)), spins_in,
                              known=coeffs)
     a = spectral.resize(a, lmax)
-    kept = passthrough_spins(self.nonlinearity, spins_out)
 
     def conv(spins, **kw):
       return SpinSphericalConv(self.features, spins_in=spins, spins_out=spins_out, lmax=lmax,
@@ -92,19 +92,19 @@ class SpinSphericalResidualBlock(nn.Module):
 
     h = conv(spins_in, num_filter_params=self.num_filter_params, use_bias=False)(a)
     h = bn()(h, train)
-    y = self.nonlinearity(spins=spins_out)(spectral.to_spatial(h, grid_out, spins_out))
-    # Channels the nonlinearity passes through unchanged keep their coefficients.
+    # What the nonlinearity knows of its output's coefficients is not analysed again.
+    y, known = apply_nonlinearity(self.nonlinearity(spins=spins_out),
+                                  spectral.to_spatial(h, grid_out, spins_out), h, spins_out)
     h = conv(spins_out, input_grid=grid_out, num_filter_params=self.num_filter_params,
-             use_bias=False)(y, coeffs=spectral.spin_coefficients(h, spins_out, kept))
+             use_bias=False)(y, coeffs=known)
     h = bn(scale_init=nn.initializers.zeros)(h, train)
     skip = a
     if spins_in != spins_out or x.shape[-1] != self.features:
       skip = conv(spins_in, num_filter_params=1, use_bias=True, name='skip_projection')(a)
     h = h + skip
-    out = self.nonlinearity(spins=spins_out)(spectral.to_spatial(h, grid_out, spins_out))
-    if return_coeffs:
-      return out, spectral.spin_coefficients(h, spins_out, kept)
-    return out
+    out, known = apply_nonlinearity(self.nonlinearity(spins=spins_out),
+                                    spectral.to_spatial(h, grid_out, spins_out), h, spins_out)
+    return (out, known) if return_coeffs else out
 
 
 def _per_stage(value, n, what):
@@ -149,11 +149,10 @@ class SphericalCNN(nn.Module):
 
   Call:
     x: (*batch, *input_grid.shape, len(input_spins), C_in); train: batch-norm mode.
-    return_coeffs: also return {spin: (*batch, L+1, 2L+1, 1, features[-1])},
-      the coefficients the output's channels of the spins its last
-      nonlinearity passed through unchanged were synthesised from (for
-      `spectral.to_spectral(known=...)`; empty if the block class does not
-      return them).
+    return_coeffs: also return what the last nonlinearity knows of the
+      output's coefficients, {spin: (*batch, L+1, 2L+1, 1, features[-1]) or
+      `spectral.PartlyKnown`} for `spectral.to_spectral(known=...)` (empty if
+      the block class does not return it).
     Returns complex (*batch, *grids[-1].shape, len(spins[-1]), features[-1]),
     and the dict when return_coeffs.
   """
@@ -200,13 +199,12 @@ class SphericalCNN(nn.Module):
                           input_grid=input_grid, lmax=lmax0,
                           num_filter_params=nfps[0], use_bias=False, name='stem')(x)
     a = SpectralBatchNorm(spins=spins[0], axis_name=self.axis_name)(h, train)
-    h = self.nonlinearity(spins=spins[0])(spectral.to_spatial(a, grids[0], spins[0]))
-    # Blocks that take and return the coefficients of the channels each
-    # nonlinearity passed through unchanged (SpinSphericalResidualBlock's
-    # `coeffs` / `return_coeffs`) get them, so that the next block does not
-    # analyse those channels again.
+    h, coeffs = apply_nonlinearity(self.nonlinearity(spins=spins[0]),
+                                   spectral.to_spatial(a, grids[0], spins[0]), a, spins[0])
+    # Blocks that take and return what is known of their input's and output's
+    # coefficients (SpinSphericalResidualBlock's `coeffs` / `return_coeffs`)
+    # get it, so that the next block does not analyse those channels again.
     chain = 'return_coeffs' in inspect.signature(self.block.__call__).parameters
-    coeffs = spectral.spin_coefficients(a, spins[0], passthrough_spins(self.nonlinearity, spins[0]))
     grid, sp = grids[0], spins[0]
     for i in range(n):
       for _ in range(self.blocks_per_stage):

@@ -27,8 +27,6 @@ import numpy as np
 
 from sphere_plugin.nn import spectral
 
-_SQRT_4PI = float(np.sqrt(4 * np.pi))
-
 
 def as_complex(p):
   """(..., 2) real parameter -> (...) complex64/128."""
@@ -199,7 +197,7 @@ class SpinSphericalConv(nn.Module):
     if self.use_bias and 0 in spins_out:
       b = as_complex(self.param('bias', nn.initializers.zeros, (self.features, 2),
                                 jnp.float32).astype(rdtype))
-      out = out.at[..., 0, lk, spins_out.index(0), :].add(b * _SQRT_4PI)
+      out = out.at[..., 0, lk, spins_out.index(0), :].add(b * spectral.SQRT_4PI)
     out = spectral.resize(out, lmax_out)
     if grid_out is not None:
       out = spectral.to_spatial(out, grid_out, spins_out)

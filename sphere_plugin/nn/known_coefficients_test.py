@@ -1,7 +1,8 @@
 """Skipping the analysis of channels whose coefficients a layer already holds.
 
-`spectral.to_spectral(known=...)`, `nonlinearities.passthrough_spins` and the
-blocks / backbone / forecaster head that use them. The reference is the plain
+`spectral.to_spectral(known=...)` (with `spectral.PartlyKnown`),
+`PhaseCollapse(coeffs=...)`, `apply_nonlinearity` and the blocks / backbone /
+forecaster head that use them. The reference is the plain
 analysis of the same field (and, for what the blocks return, the analysis of
 their output): with the known coefficients the result must be the same up to
 float32 rounding (1e-5 relative; HEALPix's iterative analysis adds ~1e-6).
@@ -15,7 +16,6 @@ import numpy as np
 import pytest
 
 from sphere_plugin import nn as snn
-from sphere_plugin.nn import nonlinearities
 from sphere_plugin.nn import spectral
 from sphere_plugin.testing import equivariance as eq
 
@@ -75,16 +75,63 @@ def test_misshapen_known_coefficients_and_coeffs_for_spectral_input_raise():
     conv.apply(v, a, coeffs=spectral.spin_coefficients(a, (0, 1), (1,)))
 
 
-def test_passthrough_spins():
-  assert nonlinearities.passthrough_spins(snn.PhaseCollapse, (0, 1, 2)) == (1, 2)
-  assert nonlinearities.passthrough_spins(snn.PhaseCollapse, (1, 0)) == (1,)
-  assert nonlinearities.passthrough_spins(snn.MagnitudeNonlinearity, (0, 1)) == ()
-  assert nonlinearities.passthrough_spins(functools.partial(snn.PhaseCollapse), (0, 1)) == ()
-  # What PhaseCollapse declares is what it does.
-  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 8, 4, 3, 2)), jnp.complex64)
+@pytest.mark.parametrize('grid', ['gaussian:16x8', 'equiangular_with_poles:16x16', 'healpix:4'])
+def test_partly_known_spin0_matches_the_analysis(grid):
+  lmax = spectral.default_lmax(grid)
+  a = eq.random_coefficients(jax.random.key(4), lmax - 1, SPINS, 3)
+  x = spectral.to_spatial(a, grid, SPINS)
+  field = jax.random.normal(jax.random.key(5), x.shape[:-2] + (1, 3))  # real, not band-limited
+  x0 = x[..., :1, :] + field
+  y = jnp.concatenate([x0, x[..., 1:, :]], axis=-2)
+  known = {0: spectral.PartlyKnown(coeffs=a[..., :1, :], field=field),
+           2: spectral.spin_coefficients(a, SPINS, (2,))[2]}
+  for out_lmax in (lmax, lmax - 2):
+    plain = spectral.to_spectral(y, grid, out_lmax, SPINS)
+    assert _rel(spectral.to_spectral(y, grid, out_lmax, SPINS, known=known), plain) < 1e-5
+
+
+def test_misplaced_partly_known_raises():
+  a = eq.random_coefficients(jax.random.key(0), 3, (0, 1), 2)
+  x = spectral.to_spatial(a, 'gaussian:8x4', (0, 1))
+  field = jnp.zeros(x.shape[:-2] + (1, 2))
+  for bad in ({1: spectral.PartlyKnown(a[..., 1:, :], field)},                  # spin 1
+              {0: spectral.PartlyKnown(a[..., :1, :], field.astype(jnp.complex64))},  # complex
+              {0: spectral.PartlyKnown(a[..., :1, :], field[..., :1])}):          # shape
+    with pytest.raises(ValueError, match='PartlyKnown is for spin 0'):
+      spectral.to_spectral(x, 'gaussian:8x4', 3, (0, 1), known=bad)
+
+
+@pytest.mark.parametrize('grid', ['gaussian:16x8', 'equiangular_with_poles:16x16', 'healpix:4'])
+def test_phase_collapse_knows_its_output_coefficients(grid):
+  # The reference: the plain analysis of PhaseCollapse's output.
+  lmax = spectral.default_lmax(grid)
+  a = eq.random_coefficients(jax.random.key(6), lmax - 1, SPINS, 3)
+  x = spectral.to_spatial(a, grid, SPINS)
   pc = snn.PhaseCollapse(spins=SPINS)
-  y = pc.apply(pc.init(jax.random.key(0), x), x)
-  np.testing.assert_array_equal(y[..., 1:, :], x[..., 1:, :])
+  v = pc.init(jax.random.key(0), x)
+  v = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.key(7), p.shape), v)
+  y, known = pc.apply(v, x, coeffs=spectral.spin_coefficients(a, SPINS, SPINS))
+  np.testing.assert_array_equal(y, pc.apply(v, x))
+  assert set(known) == set(SPINS) and isinstance(known[0], spectral.PartlyKnown)
+  np.testing.assert_array_equal(y[..., 1:, :], x[..., 1:, :])  # nonzero spins pass through
+  for out_lmax in (lmax, lmax - 2):
+    plain = spectral.to_spectral(y, grid, out_lmax, SPINS)
+    assert _rel(spectral.to_spectral(y, grid, out_lmax, SPINS, known=known), plain) < 1e-5
+  with pytest.raises(ValueError, match='spins \\[3\\]'):
+    pc.apply(v, x, coeffs={3: a[..., :1, :]})
+
+
+def test_apply_nonlinearity_knows_nothing_for_other_nonlinearities():
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 8, 4, 2, 2)), jnp.complex64)
+  a = eq.random_coefficients(jax.random.key(0), 3, (0, 1), 2)
+  mag = snn.MagnitudeNonlinearity(spins=(0, 1))
+  bound = mag.bind(mag.init(jax.random.key(0), x))
+  y, known = snn.apply_nonlinearity(bound, x, a, (0, 1))
+  assert known == {}
+  np.testing.assert_array_equal(y, bound(x))
+  y, known = snn.apply_nonlinearity(jnp.tanh, x, a, (0, 1))
+  assert known == {}
+  np.testing.assert_array_equal(y, jnp.tanh(x))
 
 
 @pytest.mark.parametrize('grid', ['gaussian:16x8', 'healpix:4'])
@@ -96,14 +143,16 @@ def test_block_takes_and_returns_coefficients(grid):
   v = block.init(jax.random.key(0), x)
   v = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(3), p.shape), v)
   plain = block.apply(v, x)
-  out, coeffs = block.apply(v, x, coeffs=spectral.spin_coefficients(a, spins, (1,)),
-                            return_coeffs=True)
-  assert _rel(out, plain) < 1e-5
-  # The returned coefficients are those of the output's spin-1 channels.
-  assert set(coeffs) == {1}
-  lmax = spectral.lmax_of(coeffs[1])
-  analysed = spectral.to_spectral(out, grid, lmax, spins)[..., 1:, :]
-  assert _rel(coeffs[1], analysed) < 1e-5
+  for which in ((1,), spins):
+    out, coeffs = block.apply(v, x, coeffs=spectral.spin_coefficients(a, spins, which),
+                              return_coeffs=True)
+    assert _rel(out, plain) < 1e-5
+    # What the block returns stands for the analysis of its output.
+    assert set(coeffs) == {0, 1} and isinstance(coeffs[0], spectral.PartlyKnown)
+    lmax = spectral.lmax_of(coeffs[1])
+    analysed = spectral.to_spectral(out, grid, lmax, spins)
+    assert _rel(coeffs[1], analysed[..., 1:, :]) < 1e-5
+    assert _rel(spectral.to_spectral(out, grid, lmax, spins, known=coeffs), analysed) < 1e-5
   mag = snn.SpinSphericalResidualBlock(4, spins_in=spins, spins_out=spins, input_grid=grid,
                                        nonlinearity=snn.MagnitudeNonlinearity)
   _, none = mag.apply(mag.init(jax.random.key(0), x), x, return_coeffs=True)
@@ -120,38 +169,41 @@ def test_backbone_and_forecaster_match_the_plain_chain():
   v = chained.init(jax.random.key(0), x)
   y, coeffs = chained.apply(v, x, return_coeffs=True)
   assert _rel(y, plain.apply(v, x)) < 1e-5
-  assert set(coeffs) == {1} and plain.apply(v, x, return_coeffs=True)[1] == {}
+  assert set(coeffs) == {0, 1} and plain.apply(v, x, return_coeffs=True)[1] == {}
 
 
 def _fft_count(fn, *args):
-  """FFT calls in fn's jaxpr, nested jaxprs included."""
+  """(complex, real) FFT calls in fn's jaxpr, nested jaxprs included."""
   def count(jaxpr):
-    n = 0
+    n = np.zeros(2, int)
     for eqn in jaxpr.eqns:
-      n += eqn.primitive.name == 'fft'
+      if eqn.primitive.name == 'fft':
+        n[int(eqn.params['fft_type'] in (jax.lax.FftType.RFFT, jax.lax.FftType.IRFFT))] += 1
       for p in eqn.params.values():
         for sub in (p if isinstance(p, (tuple, list)) else (p,)):
           inner = getattr(sub, 'jaxpr', sub)
           if hasattr(inner, 'eqns'):
             n += count(inner)
     return n
-  return count(jax.make_jaxpr(fn)(*args).jaxpr)
+  return tuple(int(c) for c in count(jax.make_jaxpr(fn)(*args).jaxpr))
 
 
 def test_block_skips_the_transforms():
   # One FFT per spin and transform on lat-lon grids: 2 spins x (analysis,
-  # synthesis, analysis, synthesis) = 8; PhaseCollapse passes spin 1 through,
-  # so the middle analysis is spin 0 only (7), and given the input's spin-1
-  # coefficients the first analysis too (6).
+  # synthesis, analysis, synthesis) = 8 complex ones. PhaseCollapse passes
+  # spin 1 through and knows its spin-0 output up to a real field, so the
+  # middle analysis is one real FFT (6 + 1); given the input's spin-1
+  # coefficients the first analysis is spin 0 only (5 + 1), given both, none
+  # (4 + 1).
   grid, spins = 'gaussian:16x8', (0, 1)
   a = eq.random_coefficients(jax.random.key(2), 7, spins, 3)
   x = spectral.to_spatial(a, grid, spins)
-  known = spectral.spin_coefficients(a, spins, (1,))
   counts = []
   for nonlin, coeffs in ((snn.MagnitudeNonlinearity, None), (snn.PhaseCollapse, None),
-                         (snn.PhaseCollapse, known)):
+                         (snn.PhaseCollapse, spectral.spin_coefficients(a, spins, (1,))),
+                         (snn.PhaseCollapse, spectral.spin_coefficients(a, spins, spins))):
     block = snn.SpinSphericalResidualBlock(4, spins_in=spins, spins_out=spins, input_grid=grid,
                                            nonlinearity=nonlin)
     v = block.init(jax.random.key(0), x)
     counts.append(_fft_count(lambda x, c: block.apply(v, x, coeffs=c), x, coeffs))
-  assert counts == [8, 7, 6]
+  assert counts == [(8, 0), (6, 1), (5, 1), (4, 1)]

@@ -10,6 +10,7 @@ the grid is oversampled relative to lmax; see README).
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Sequence
 
 import flax.linen as nn
@@ -23,27 +24,34 @@ from sphere_plugin.nn import conv as conv_lib
 from sphere_plugin.nn.conv import as_complex
 
 
-def passthrough_spins(nonlinearity, spins: Sequence[int]) -> tuple[int, ...]:
-  """Spins whose channels `nonlinearity(spins=spins)` returns unchanged.
+def apply_nonlinearity(nonlinearity, x, coeffs, spins: Sequence[int]):
+  """Applies a nonlinearity module and collects what it knows of its output's coefficients.
 
-  A nonlinearity class declares them with a static method
-  `passthrough_spins(spins)`; anything else (a plain callable, a partial)
-  passes none through. Layers use this to skip transforms whose result they
-  already hold: the forward transform of a field they have just synthesised
-  from its own coefficients.
+  A nonlinearity whose `__call__` takes `coeffs` (PhaseCollapse) is given the
+  coefficients its input was synthesised from and returns, beside its
+  output, a dict for `spectral.to_spectral(known=...)`: the coefficients of
+  the channels it passes through unchanged, and for spin 0 a
+  `spectral.PartlyKnown`. The layer after it then analyses less or nothing.
+  Any other callable is simply applied, with nothing known.
 
   Args:
-    nonlinearity: a module class (or callable) built as nonlinearity(spins=...).
-    spins: the spins of its input's spin axis.
+    nonlinearity: a module instance (or callable) taking spatial layer tensors.
+    x: complex (*batch, *grid.shape, S, C), synthesised from `coeffs`.
+    coeffs: complex (*batch, L+1, 2L+1, S, C).
+    spins: the S spins.
 
   Returns:
-    the passed-through spins, in the order of `spins`.
+    (y, known): the nonlinearity's output, (*batch, *grid.shape, S, C), and
+    {spin: (*batch, L+1, 2L+1, 1, C) or PartlyKnown} (possibly empty).
   """
-  declared = getattr(nonlinearity, 'passthrough_spins', None)
-  if declared is None:
-    return ()
-  kept = set(int(s) for s in declared(tuple(spins)))
-  return tuple(int(s) for s in spins if int(s) in kept)
+  call = getattr(type(nonlinearity), '__call__', None)
+  try:
+    takes = call is not None and 'coeffs' in inspect.signature(call).parameters
+  except (TypeError, ValueError):
+    takes = False
+  if not takes:
+    return nonlinearity(x), {}
+  return nonlinearity(x, coeffs=spectral.spin_coefficients(coeffs, spins, spins))
 
 
 @gin.configurable(module='sphere_plugin.nn')
@@ -80,21 +88,29 @@ class PhaseCollapse(nn.Module):
   for every spin, so the new spin-0 channels are equivariant; they carry the
   information in the phases of the nonzero spins into spin 0.
 
+  The dense map of x0 is linear and pointwise, so it commutes with the
+  transforms: given the coefficients x was synthesised from, the layer also
+  returns its output's coefficients as far as it knows them (see Call), and
+  the next analysis only has to transform the real field
+  Dense_real(|x|) / 2.
+
   Attributes:
     spins: spins of the spin axis; must contain 0.
 
   Call:
-    x: complex (*batch, *grid.shape, S, C). Returns the same shape.
+    x: complex (*batch, *grid.shape, S, C).
+    coeffs: optional {spin: (*batch, L+1, 2L+1, 1, C)}, the coefficients x's
+      channels of those spins were synthesised from (`spectral.spin_coefficients`).
+    Returns the same shape as x; with coeffs, also {spin: coefficients or
+    `spectral.PartlyKnown`} of the output for `spectral.to_spectral(known=...)`:
+    the nonzero spins' coeffs unchanged, and for spin 0
+    PartlyKnown((Dense_complex(coeffs[0]) + the bias at l = 0) / 2,
+    Dense_real(|x|) / 2).
   """
   spins: Sequence[int] = (0, 1)
 
-  @staticmethod
-  def passthrough_spins(spins: Sequence[int]) -> tuple[int, ...]:
-    """The nonzero spins: their channels come out unchanged (see `passthrough_spins`)."""
-    return tuple(int(s) for s in spins if int(s) != 0)
-
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, coeffs: dict | None = None):
     spins = spectral.check_spins(x, self.spins, 'PhaseCollapse')
     if 0 not in spins:
       raise ValueError(f'PhaseCollapse needs spin 0 among the spins, got {spins}')
@@ -115,9 +131,23 @@ class PhaseCollapse(nn.Module):
     mag = jnp.abs(x).reshape(n, x.shape[-2] * c)  # (points, S * C)
     # Split, not index and .at[].set: their transposes are full-size pads.
     before, xi0, after = jnp.split(x, [i0, i0 + 1], axis=-2)
-    x0 = (xi0.reshape(n, c) @ as_complex(w0.astype(rdtype))
-          + mag @ wm.astype(rdtype) + as_complex(b.astype(rdtype))) * 0.5
-    return jnp.concatenate([before, x0.reshape(xi0.shape), after], axis=-2)
+    w0, b = as_complex(w0.astype(rdtype)), as_complex(b.astype(rdtype))
+    field = mag @ wm.astype(rdtype) * 0.5  # (points, C), real
+    x0 = (xi0.reshape(n, c) @ w0 + b) * 0.5 + field
+    y = jnp.concatenate([before, x0.reshape(xi0.shape), after], axis=-2)
+    if coeffs is None:
+      return y
+    stray = sorted(set(int(s) for s in coeffs) - set(spins))
+    if stray:
+      raise ValueError(f'PhaseCollapse: coeffs for spins {stray}, not among {spins}')
+    known = {int(s): a for s, a in coeffs.items() if int(s) != 0}
+    if 0 in coeffs:
+      a0 = coeffs[0] @ w0
+      lmax = spectral.lmax_of(a0)
+      a0 = a0.at[..., 0, lmax, :, :].add(b * spectral.SQRT_4PI)  # the constant b: l = 0 only
+      known[0] = spectral.PartlyKnown(coeffs=a0 * 0.5,
+                                      field=field.reshape(xi0.shape[:-1] + (c,)))
+    return y, known
 
 
 _ACTIVATIONS = ('relu', 'gelu', 'silu', 'tanh', 'sigmoid', 'softplus', 'elu', 'leaky_relu')

@@ -23,8 +23,6 @@ from sphere_plugin import grids as grids_lib
 from sphere_plugin.nn import spectral
 from sphere_plugin.nn.conv import as_complex
 
-_SQRT_4PI = float(np.sqrt(4 * np.pi))
-
 
 class _BatchNormBase(nn.Module):
   """Shared attributes and statistics bookkeeping; subclasses supply the moments."""
@@ -100,12 +98,12 @@ class SpectralBatchNorm(_BatchNormBase):
     i0 = spins.index(0) if 0 in spins else None
 
     def batch_mean(a):
-      return jnp.mean(a[..., 0, lmax, i0, :], axis=batch_axes) / _SQRT_4PI
+      return jnp.mean(a[..., 0, lmax, i0, :], axis=batch_axes) / spectral.SQRT_4PI
 
     def centred(a, mean):
       if i0 is None:
         return a
-      return a.at[..., 0, lmax, i0, :].add(-mean * _SQRT_4PI)
+      return a.at[..., 0, lmax, i0, :].add(-mean * spectral.SQRT_4PI)
 
     def batch_power(a, mean):
       c = centred(a, mean)
@@ -115,7 +113,7 @@ class SpectralBatchNorm(_BatchNormBase):
     def apply(a, mean, scale, bias):
       out = centred(a, mean) * scale.astype(a.dtype)
       if bias is not None:
-        out = out.at[..., 0, lmax, i0, :].add(bias * _SQRT_4PI)
+        out = out.at[..., 0, lmax, i0, :].add(bias * spectral.SQRT_4PI)
       return out
 
     return self._normalise(a, spins, train, batch_mean, batch_power, apply)

@@ -11,13 +11,17 @@ move the (spin, channel) axes into place.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
+import flax.struct
 import jax.numpy as jnp
 import numpy as np
 
 from sphere_plugin import grids as grids_lib
 from sphere_plugin import sht
+
+
+SQRT_4PI = float(np.sqrt(4 * np.pi))  # a00 of the constant field 1 (orthonormal harmonics)
 
 
 def as_grid(grid) -> grids_lib.Grid | None:
@@ -99,6 +103,28 @@ def spin_coefficients(coeffs, spins: Sequence[int], which: Sequence[int]) -> dic
   return {int(s): parts[spins.index(int(s))] for s in which}
 
 
+@flax.struct.dataclass
+class PartlyKnown:
+  """Spin-0 channels known up to a real field: to_spatial(coeffs) + field.
+
+  What a nonlinearity that mixes its spin-0 channels linearly and adds a real
+  field (PhaseCollapse: a dense map of the spin-0 channels plus one of the
+  magnitudes) hands to `to_spectral(known={0: ...})`: the channels'
+  coefficients are `coeffs` plus the analysis of `field` alone, which takes
+  the real path (half the work of a complex analysis). A pytree.
+
+  Attributes:
+    coeffs: complex (*batch, L+1, 2L+1, 1, C), the band-limited part.
+    field: real (*batch, *grid.shape, 1, C), the rest.
+  """
+  coeffs: Any
+  field: Any
+
+
+def _known_coeffs(c):
+  return c.coeffs if isinstance(c, PartlyKnown) else c
+
+
 def to_spectral(x, grid, lmax: int, spins: Sequence[int], known: dict | None = None):
   """Forward transform of a spatial layer tensor.
 
@@ -119,6 +145,8 @@ def to_spectral(x, grid, lmax: int, spins: Sequence[int], known: dict | None = N
       exact, so they are used (truncated or zero-padded to lmax) instead of
       analysing those channels: the same result up to rounding (on HEALPix,
       without the solver's error), one transform fewer. Larger L: ignored.
+      For spin 0 the value may be a `PartlyKnown`: then only its real field
+      is analysed.
 
   Returns:
     complex (*batch, lmax+1, 2*lmax+1, S, C).
@@ -132,10 +160,16 @@ def to_spectral(x, grid, lmax: int, spins: Sequence[int], known: dict | None = N
       raise ValueError(f'to_spectral: known coefficients for spins {stray}, not among {spins}')
     want = x.shape[:x.ndim - 2 - len(grid.shape)], x.shape[-1]
     for s, c in known.items():
+      if isinstance(c, PartlyKnown):
+        field = x.shape[:-2] + (1, x.shape[-1])
+        if s != 0 or c.field.shape != field or jnp.iscomplexobj(c.field):
+          raise ValueError(f'to_spectral: a PartlyKnown is for spin 0 with a real field of '
+                           f'shape {field}; got spin {s}, {c.field.dtype} {c.field.shape}')
+      c = _known_coeffs(c)
       if c.ndim < 4 or (c.shape[:-4], c.shape[-2], c.shape[-1]) != (want[0], 1, want[1]):
         raise ValueError(f'to_spectral: known coefficients of spin {s} must be (*batch, L+1, '
                          f'2L+1, 1, C) with batch {want[0]} and C = {want[1]}; got {c.shape}')
-    use = {s: c for s, c in known.items() if lmax_of(c) <= default_lmax(grid)}
+    use = {s: c for s, c in known.items() if lmax_of(_known_coeffs(c)) <= default_lmax(grid)}
     if use:
       rest = tuple(s for s in spins if s not in use)
       parts = jnp.split(x, len(spins), axis=-2)
@@ -144,9 +178,11 @@ def to_spectral(x, grid, lmax: int, spins: Sequence[int], known: dict | None = N
         a = to_spectral(jnp.concatenate([parts[spins.index(s)] for s in rest], axis=-2),
                         grid, lmax, rest)
         analysed = spin_coefficients(a, rest, rest)
-      return jnp.concatenate(
-          [analysed[s] if s in analysed else resize(use[s], lmax).astype(
-              jnp.result_type(use[s].dtype, jnp.complex64)) for s in spins], axis=-2)
+      for s, c in use.items():
+        if isinstance(c, PartlyKnown):
+          c = resize(c.coeffs, lmax) + to_spectral(c.field, grid, lmax, (0,))
+        analysed[s] = resize(c, lmax).astype(jnp.result_type(c.dtype, jnp.complex64))
+      return jnp.concatenate([analysed[s] for s in spins], axis=-2)
   gnd = len(grid.shape)
   full = default_lmax(grid)
   lmax_a = lmax if (grid.kind == 'gaussian' or lmax >= full) else full

@@ -85,8 +85,8 @@ class Forecaster(nn.Module):
     width = max(spin0.shape[-1], spin1.shape[-1])
     pad = lambda a: jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, width - a.shape[-1])])
     x = jnp.stack([pad(spin0), pad(spin1)], axis=-2)  # (*batch, *grid, 2, width)
-    # The backbone also hands out the coefficients of the channels its last
-    # nonlinearity passed through: the head does not analyse those again.
+    # The backbone also hands out what its last nonlinearity knows of its
+    # output's coefficients: the head does not analyse that again.
     h, coeffs = net(x, train, return_coeffs=True)
     out_width = max(len(scalar), len(u), 1)
     y = SpinSphericalConv(out_width, spins_in=net.stage_spins()[-1], spins_out=SPINS,
