@@ -110,8 +110,9 @@ class PartlyKnown:
   What a nonlinearity that mixes its spin-0 channels linearly and adds a real
   field (PhaseCollapse: a dense map of the spin-0 channels plus one of the
   magnitudes) hands to `to_spectral(known={0: ...})`: the channels'
-  coefficients are `coeffs` plus the analysis of `field` alone, which takes
-  the real path (half the work of a complex analysis). A pytree.
+  coefficients are `coeffs` plus the analysis of `field` alone, which on
+  lat-lon grids takes the real path (half the work of a complex analysis).
+  A pytree.
 
   Attributes:
     coeffs: complex (*batch, L+1, 2L+1, 1, C), the band-limited part.
@@ -180,7 +181,12 @@ def to_spectral(x, grid, lmax: int, spins: Sequence[int], known: dict | None = N
         analysed = spin_coefficients(a, rest, rest)
       for s, c in use.items():
         if isinstance(c, PartlyKnown):
-          c = resize(c.coeffs, lmax) + to_spectral(c.field, grid, lmax, (0,))
+          # On HEALPix the complex path's solver (whitened, alias rows only)
+          # beats the real path's: a training step ran 0.7x as fast with the
+          # real one (forecaster_small_healpix).
+          f = c.field.astype(jnp.result_type(c.field.dtype, jnp.complex64)) if isinstance(
+              grid, grids_lib.HealpixGrid) else c.field
+          c = resize(c.coeffs, lmax) + to_spectral(f, grid, lmax, (0,))
         analysed[s] = resize(c, lmax).astype(jnp.result_type(c.dtype, jnp.complex64))
       return jnp.concatenate([analysed[s] for s in spins], axis=-2)
   gnd = len(grid.shape)
