@@ -173,9 +173,9 @@ def to_spectral(x, grid, lmax: int, spins: Sequence[int], known: dict | None = N
     use = {s: c for s, c in known.items() if lmax_of(_known_coeffs(c)) <= default_lmax(grid)}
     if use:
       rest = tuple(s for s in spins if s not in use)
-      parts = jnp.split(x, len(spins), axis=-2)
       analysed = {}
       if rest:
+        parts = jnp.split(x, len(spins), axis=-2)
         a = to_spectral(jnp.concatenate([parts[spins.index(s)] for s in rest], axis=-2),
                         grid, lmax, rest)
         analysed = spin_coefficients(a, rest, rest)
@@ -186,8 +186,9 @@ def to_spectral(x, grid, lmax: int, spins: Sequence[int], known: dict | None = N
           # real one (forecaster_small_healpix).
           f = c.field.astype(jnp.result_type(c.field.dtype, jnp.complex64)) if isinstance(
               grid, grids_lib.HealpixGrid) else c.field
-          c = resize(c.coeffs, lmax) + to_spectral(f, grid, lmax, (0,))
-        analysed[s] = resize(c, lmax).astype(jnp.result_type(c.dtype, jnp.complex64))
+          analysed[s] = resize(c.coeffs, lmax) + to_spectral(f, grid, lmax, (0,))
+        else:
+          analysed[s] = resize(c, lmax).astype(jnp.result_type(c.dtype, jnp.complex64))
       return jnp.concatenate([analysed[s] for s in spins], axis=-2)
   gnd = len(grid.shape)
   full = default_lmax(grid)
