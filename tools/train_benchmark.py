@@ -157,6 +157,9 @@ def main() -> None:
     return
   configs = args.get('configs', 'gin/forecaster_small.gin,gin/forecaster.gin').split(',')
   steps = int(args.get('steps', 10))
+  if steps < 1 or int(args.get('rounds', 3)) < 1:
+    print('--steps and --rounds must be at least 1', file=sys.stderr)
+    sys.exit(2)
   if 'against' in args:
     _compare(configs, steps, args['against'], int(args.get('rounds', 3)))
     return

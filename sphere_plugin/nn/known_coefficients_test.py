@@ -119,6 +119,11 @@ def test_phase_collapse_knows_its_output_coefficients(grid):
     assert _rel(spectral.to_spectral(y, grid, out_lmax, SPINS, known=known), plain) < 1e-5
   with pytest.raises(ValueError, match='spins \\[3\\]'):
     pc.apply(v, x, coeffs={3: a[..., :1, :]})
+  for bad in (a[..., :1, :2],        # channels
+              a[:1, ..., :1, :],     # batch
+              a[..., :-1, :1, :]):   # not (L+1, 2L+1)
+    with pytest.raises(ValueError, match='coeffs of spin 0 must be'):
+      pc.apply(v, x, coeffs={0: bad})
 
 
 def test_apply_nonlinearity_knows_nothing_for_other_nonlinearities():

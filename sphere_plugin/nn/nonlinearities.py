@@ -140,6 +140,11 @@ class PhaseCollapse(nn.Module):
     stray = sorted(set(int(s) for s in coeffs) - set(spins))
     if stray:
       raise ValueError(f'PhaseCollapse: coeffs for spins {stray}, not among {spins}')
+    for s, a in coeffs.items():
+      if (a.ndim < 4 or a.shape[:-4] != x.shape[:a.ndim - 4]
+          or a.shape[-3] != 2 * a.shape[-4] - 1 or a.shape[-2:] != (1, c)):
+        raise ValueError(f'PhaseCollapse: coeffs of spin {s} must be (*batch, L+1, 2L+1, 1, '
+                         f'{c}) with the batch of x; got {a.shape}')
     known = {int(s): a for s, a in coeffs.items() if int(s) != 0}
     if 0 in coeffs:
       a0 = coeffs[0] @ w0
